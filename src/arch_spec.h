@@ -1,0 +1,45 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bottleneck {
+
+// What network to build. Serialised as JSON inside checkpoints and exported models, so the
+// field names below are part of the file formats (docs/formats.md).
+struct ArchSpec {
+  std::string kind = "unet";        // "unet" (skips, the denoiser) or "conv-ae" (narrow bottleneck)
+  int in_channels = 1;              // 1 (gray) or 3 (RGB)
+  int out_channels = 1;             // 1 or 3; a residual head needs out == in
+  std::vector<int> widths = {32, 64, 128};  // channels per level, full resolution first;
+                                    // depth (number of 2x downsamplings) = widths.size() - 1
+  int convs_per_level = 2;          // 3x3 convolutions per level in encoder and decoder, >= 1
+  int bottleneck_channels = 0;      // channels of the code at the lowest level;
+                                    // conv-ae: required > 0 (the narrow bottleneck);
+                                    // unet: 0 = widths.back() (no extra squeeze)
+  std::string activation = "relu";  // "relu", "leaky_relu" or "silu"
+  std::string head = "residual";    // "residual": output = input - predicted noise (unet only);
+                                    // "sigmoid": output = sigmoid(last conv);
+                                    // "linear":  output = last conv
+  std::string upsample = "transposed";  // "transposed" (2x2 stride-2 transposed conv) or
+                                        // "bilinear" (bilinear 2x upsampling then 3x3 conv)
+
+  int depth() const { return static_cast<int>(widths.size()) - 1; }
+  // Inputs are padded to a multiple of this and cropped back.
+  int size_multiple() const { return 1 << depth(); }
+};
+
+// Throws UsageError naming the first invalid field.
+void validate(const ArchSpec& spec);
+
+// JSON text of the spec (includes "depth" for readers; checked against widths on parse).
+std::string to_json(const ArchSpec& spec);
+// Parses and validates; throws Error("arch spec", reason) on malformed JSON or bad fields.
+// Missing fields take the defaults above.
+ArchSpec arch_spec_from_json(const std::string& json_text);
+
+// Preset specs by name, e.g. "unet-s" / "unet-m"; throws UsageError listing the known names.
+ArchSpec preset_arch(const std::string& name, int channels);
+std::vector<std::string> preset_arch_names();
+
+}  // namespace bottleneck

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace bottleneck {
+
+// Every failure the library reports is an Error: the file it concerns (may be empty) and the
+// reason. what() joins them as "FILE: REASON" so the CLI can print one line.
+class Error : public std::runtime_error {
+ public:
+  Error(std::string path, std::string reason)
+      : std::runtime_error(path.empty() ? reason : path + ": " + reason),
+        path_(std::move(path)),
+        reason_(std::move(reason)) {}
+  explicit Error(std::string reason) : Error(std::string(), std::move(reason)) {}
+
+  const std::string& path() const { return path_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string path_;
+  std::string reason_;
+};
+
+// A bad option value or combination: the CLI maps it to exit code 2 like a parse error.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace bottleneck

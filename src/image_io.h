@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+#include <torch/types.h>
+
+namespace bottleneck {
+
+// Decoded images larger than this are refused before decoding where the header tells the size
+// (and after decoding otherwise): a 100000 x 100000 "decompression bomb" must not allocate 30 GB.
+inline constexpr int64_t kDefaultMaxPixels = 256LL * 1024 * 1024;
+
+// An image as the library sees it.
+struct ImageData {
+  torch::Tensor pixels;  // float32 C x H x W in [0,1]; C = 1 (gray) or 3 (RGB order)
+  cv::Mat alpha;         // the alpha plane exactly as decoded (CV_8U or CV_16U), empty if none
+  int depth = 0;         // bit depth of the file's samples: CV_8U or CV_16U (float files: CV_32F)
+};
+
+// Reads PNG, JPEG, BMP, TIFF, WebP, ... through OpenCV, keeping 16-bit samples and alpha.
+// Throws Error(path, reason) for a missing, unreadable, empty, truncated or unsupported file,
+// and for one over max_pixels.
+ImageData load_image(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
+
+// Writes the image in the format the extension names, at `depth` (CV_8U or CV_16U; formats
+// without 16-bit support such as JPEG get 8 bits), with alpha when present. Written to a
+// temporary file beside `path` and renamed, so a killed process never leaves a partial file.
+void save_image(const std::string& path, const ImageData& image);
+
+// cv::Mat (HxW or HxWxC as OpenCV decodes: BGR/BGRA, 8U/16U/32F) <-> float C x H x W in [0,1].
+// Alpha, if present, is dropped by mat_to_tensor; tensor_to_mat rounds and saturates.
+torch::Tensor mat_to_tensor(const cv::Mat& mat);
+cv::Mat tensor_to_mat(const torch::Tensor& chw, int depth);
+
+// Converts between 1 and 3 channels: gray -> RGB replicates; RGB -> gray is the BT.601 luma
+// (0.299 R + 0.587 G + 0.114 B).
+torch::Tensor to_channels(const torch::Tensor& chw, int channels);
+
+// Image files under `root` (recursively), sorted; `root` may also be a single file.
+// Recognised by extension (png jpg jpeg bmp tif tiff webp pgm ppm pnm, any case).
+std::vector<std::string> list_images(const std::string& root);
+bool has_image_extension(const std::string& path);
+
+}  // namespace bottleneck

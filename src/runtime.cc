@@ -1,0 +1,65 @@
+#include "runtime.h"
+
+#include <dlfcn.h>
+
+#include <thread>
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include "error.h"
+
+namespace bottleneck {
+
+c10::Device resolve_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw UsageError("--device " + name + ": CUDA is not available in this build or on this machine");
+    int index = 0;
+    if (name.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(name.substr(5), &used);
+        if (used != name.size() - 5) throw std::invalid_argument(name);
+      } catch (const std::exception&) {
+        throw UsageError("--device " + name + ": expected cuda:N with N a GPU index");
+      }
+    }
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
+      throw UsageError("--device " + name + ": no such GPU (found " +
+                       std::to_string(torch::cuda::device_count()) + ")");
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw UsageError("--device " + name + ": expected auto, cpu, cuda or cuda:N");
+}
+
+int hardware_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+namespace {
+// OpenBLAS is reached through the libblas.so.3 alternative, so it may or may not be the BLAS in
+// this process; look its setter up at run time instead of linking against it.
+void limit_openblas_threads(int n) {
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
+}
+}  // namespace
+
+Runtime apply_runtime(const RuntimeOptions& options) {
+  if (options.threads < 0) throw UsageError("--threads must be >= 0 (0 = all hardware threads)");
+  Runtime rt;
+  rt.device = resolve_device(options.device);
+  rt.threads = options.threads == 0 ? hardware_threads() : options.threads;
+  rt.seed = options.seed;
+  torch::set_num_threads(rt.threads);
+  limit_openblas_threads(1);
+  return rt;
+}
+
+std::string torch_version() { return TORCH_VERSION; }
+
+}  // namespace bottleneck

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <c10/core/Device.h>
+
+namespace bottleneck {
+
+// Process-wide execution settings, resolved once from the CLI and applied before any work.
+struct RuntimeOptions {
+  std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+  int threads = 0;              // intra-op threads; 0 = all hardware threads
+  uint64_t seed = 0;            // base seed for every random stream of the run
+};
+
+struct Runtime {
+  c10::Device device = c10::Device(c10::kCPU);
+  int threads = 1;
+  uint64_t seed = 0;
+};
+
+// Parses "auto|cpu|cuda|cuda:N"; throws UsageError for anything else or for CUDA without a GPU.
+c10::Device resolve_device(const std::string& name);
+
+// Applies the options: sets torch's intra-op threads and pins OpenBLAS (which Debian's LibTorch
+// also links, with a pool of its own that fights torch's over the same cores) to one thread.
+Runtime apply_runtime(const RuntimeOptions& options);
+
+// Number of hardware threads, at least 1.
+int hardware_threads();
+
+// Version string of the LibTorch we were built against.
+std::string torch_version();
+
+}  // namespace bottleneck
