@@ -1,0 +1,21 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace bottleneck {
+
+// Writes `path` so that readers (and a process killed half-way) only ever see the old file or
+// the complete new one: `write` is called with a temporary path in the same directory (same
+// file system, so the final rename is atomic) that keeps the extension of `path`, because
+// encoders such as cv::imwrite choose the format from it. If `write` throws, the temporary is
+// removed and the exception propagates; a failed rename throws Error(path, reason).
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
+
+// Same, for text or bytes.
+void write_file_atomically(const std::string& path, const std::string& contents);
+
+// Whole file as a string; throws Error(path, reason).
+std::string read_file(const std::string& path);
+
+}  // namespace bottleneck

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <cxxopts.hpp>
+
+#include "log.h"
+#include "runtime.h"
+
+namespace bottleneck::cli {
+
+// What every command receives besides its own options: the global options, parsed and applied
+// (threads set, device resolved) before the command runs.
+struct Context {
+  Runtime runtime;
+  Logger log;
+};
+
+// A subcommand: it declares its options, then turns the parse result into the options struct of
+// a library function and calls it. Return value = process exit code.
+struct Command {
+  std::string name;
+  std::string summary;
+  std::string positional_help;  // e.g. "[INPUT] [OUTPUT]"; empty when it takes no positionals
+  std::vector<std::string> positionals;  // option names that positional arguments fill, in order
+  std::function<void(cxxopts::Options&)> add_options;
+  std::function<int(const cxxopts::ParseResult&, const Context&)> run;
+};
+
+// The registry, in the order `bottleneck --help` lists them. Each command_*.cc adds one.
+std::vector<Command> all_commands();
+Command arch_command();
+Command export_command();
+Command info_command();
+Command train_command();
+
+// Helpers for command implementations.
+template <typename T>
+T get_or(const cxxopts::ParseResult& r, const std::string& name, T fallback) {
+  return r.count(name) ? r[name].as<T>() : fallback;
+}
+
+}  // namespace bottleneck::cli

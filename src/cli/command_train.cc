@@ -1,0 +1,153 @@
+#include <csignal>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+
+#include "atomic_file.h"
+#include "cli/arch_options.h"
+#include "cli/command.h"
+#include "error.h"
+#include "progress.h"
+#include "trainer.h"
+
+namespace bottleneck::cli {
+
+namespace {
+
+// The one piece of process-wide state: a signal handler can only talk through a static.
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_stop_signal(int) {
+  stop_requested.store(true);
+  // A second Ctrl-C kills at once, for a user who does not want to wait for the step.
+  std::signal(SIGINT, SIG_DFL);
+}
+
+void add_train_options(cxxopts::Options& o) {
+  o.add_options("Data")
+      ("data", "folder of clean training images (recursive)", cxxopts::value<std::string>())
+      ("pairs", "folder of real noisy versions of --data, matched by relative path", cxxopts::value<std::string>())
+      ("val", "folder of validation images (full images)", cxxopts::value<std::string>())
+      ("noise", "training noise, e.g. gaussian:25, gaussian:0-55, poisson:30 (default gaussian:25)", cxxopts::value<std::string>())
+      ("val-noise", "validation noise (default: --noise)", cxxopts::value<std::string>())
+      ("patch", "patch side in pixels (default 64)", cxxopts::value<int>())
+      ("batch", "patches per step (default 16)", cxxopts::value<int>())
+      ("no-augment", "no random flips / rotations")
+      ("workers", "data loader threads (default 1)", cxxopts::value<int>());
+  o.add_options("Optimisation")
+      ("iters", "total optimisation steps (default 5000)", cxxopts::value<int64_t>())
+      ("lr", "Adam learning rate (default 1e-3)", cxxopts::value<double>())
+      ("lr-min", "final learning rate of the cosine schedule (default 1e-5)", cxxopts::value<double>())
+      ("schedule", "cosine, step or constant (default cosine)", cxxopts::value<std::string>())
+      ("step-size", "step schedule: steps between decays (default 2000)", cxxopts::value<int64_t>())
+      ("step-gamma", "step schedule: decay factor (default 0.5)", cxxopts::value<double>())
+      ("loss", "mse or l1 (default mse)", cxxopts::value<std::string>());
+  o.add_options("Run")
+      ("out", "run directory to create", cxxopts::value<std::string>())
+      ("config", "JSON file of training options (flags override it)", cxxopts::value<std::string>())
+      ("resume", "continue the run in this directory", cxxopts::value<std::string>())
+      ("val-every", "validate every N steps (default 500)", cxxopts::value<int64_t>())
+      ("checkpoint-every", "write last.ckpt every N steps (default 500)", cxxopts::value<int64_t>())
+      ("log-every", "log the loss to metrics.csv every N steps (default 50)", cxxopts::value<int64_t>())
+      ("samples", "validation images drawn in samples/ (default 3)", cxxopts::value<int>())
+      ("val-max-images", "validate on the first N images only (default all)", cxxopts::value<int>())
+      ("stop-after", "stop (resumably) after N steps of this invocation", cxxopts::value<int64_t>())
+      ("time-limit", "stop (resumably) after this many minutes of this invocation", cxxopts::value<double>());
+  add_arch_options(o, "unet-m");
+}
+
+// Flags override what the config (or the run being resumed) says; absent flags leave it alone.
+TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
+  auto set = [&](const char* name, auto& field) {
+    if (r.count(name)) field = r[name].as<std::decay_t<decltype(field)>>();
+  };
+  set("data", t.data_dir);
+  set("pairs", t.pairs_dir);
+  set("val", t.val_dir);
+  set("out", t.out_dir);
+  set("noise", t.noise);
+  set("val-noise", t.val_noise);
+  set("patch", t.patch);
+  set("batch", t.batch);
+  set("workers", t.loader_workers);
+  set("iters", t.iterations);
+  set("lr", t.lr);
+  set("lr-min", t.lr_min);
+  set("schedule", t.schedule);
+  set("step-size", t.step_size);
+  set("step-gamma", t.step_gamma);
+  set("loss", t.loss);
+  set("val-every", t.val_every);
+  set("checkpoint-every", t.checkpoint_every);
+  set("log-every", t.log_every);
+  set("samples", t.samples);
+  set("val-max-images", t.val_max_images);
+  set("seed", t.seed);
+  if (r.count("no-augment")) t.augment = false;
+  if (arch_options_given(r)) t.arch = arch_from_options(r);
+  return t;
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
+  TrainOptions options;
+  TrainControl control;
+  if (r.count("resume")) {
+    if (r.count("config")) throw UsageError("--resume takes the run's own config; drop --config");
+    const std::string dir = r["resume"].as<std::string>();
+    options = train_options_from_json(read_file(dir + "/config.json"), options, dir + "/config.json");
+    if (r.count("out") && r["out"].as<std::string>() != dir) throw UsageError("--out differs from --resume");
+    options.out_dir = dir;
+    control.resume = true;
+  } else if (r.count("config")) {
+    const std::string path = r["config"].as<std::string>();
+    options = train_options_from_json(read_file(path), options, path);
+  } else {
+    options.arch = arch_from_options(r);
+  }
+  options = apply_flags(options, r);
+  validate(options);
+
+  control.stop = &stop_requested;
+  control.stop_after = get_or<int64_t>(r, "stop-after", 0);
+  control.time_limit_s = 60.0 * get_or<double>(r, "time-limit", 0);
+  control.progress_tty = is_terminal(2);
+  if (control.stop_after < 0 || control.time_limit_s < 0) throw UsageError("--stop-after and --time-limit must be >= 0");
+
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  const TrainResult result = train(options, control, ctx.runtime, ctx.log);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  std::string summary = "iteration " + std::to_string(result.iteration) + "/" + std::to_string(options.iterations) +
+                        ", " + fixed(result.patches_per_second, 1) + " patches/s";
+  if (std::isfinite(result.last_val_psnr))
+    summary += ", validation PSNR " + fixed(result.last_val_psnr, 2) + " dB (noisy " +
+               fixed(result.last_val_psnr_noisy, 2) + " dB, best " + fixed(result.best_val_psnr, 2) + ")";
+  if (result.finished) {
+    ctx.log.info("finished: ", summary, "; best model: ", options.out_dir, "/best.ckpt");
+  } else {
+    // Printed even with --quiet: the user must learn how to continue.
+    ctx.log.warn("stopped at ", summary, "; continue with: bottleneck train --resume ", options.out_dir);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command train_command() {
+  Command c;
+  c.name = "train";
+  c.summary = "train a denoising autoencoder on a folder of clean images";
+  c.add_options = add_train_options;
+  c.run = run_train;
+  return c;
+}
+
+}  // namespace bottleneck::cli

@@ -1,0 +1,7 @@
+#include "cli/command.h"
+
+namespace bottleneck::cli {
+
+std::vector<Command> all_commands() { return {train_command(), export_command(), info_command(), arch_command()}; }
+
+}  // namespace bottleneck::cli

@@ -1,0 +1,149 @@
+// The bottleneck executable: git-style subcommands over the library. It only parses options and
+// dispatches; exit codes: 0 success, 1 failure while working, 2 bad usage.
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "cli/command.h"
+#include "error.h"
+#include "runtime.h"
+#include "bottleneck/version.h"
+
+namespace bottleneck::cli {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// Global options that take a value, so the command finder can step over their values.
+bool global_takes_value(const std::string& arg) {
+  return arg == "--device" || arg == "--threads" || arg == "--seed";
+}
+
+void add_global_options(cxxopts::Options& options) {
+  options.add_options("Global")
+      ("device", "auto (CUDA when available), cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))
+      ("threads", "intra-op CPU threads; 0 = all hardware threads", cxxopts::value<int>()->default_value("0"))
+      ("seed", "seed of every random stream (noise, patches, initialisation)", cxxopts::value<uint64_t>()->default_value("0"))
+      ("v,verbose", "more detail in logs")
+      ("q,quiet", "only warnings and errors")
+      ("h,help", "show this help");
+}
+
+std::string top_level_help(const std::vector<Command>& commands) {
+  std::string text =
+      "bottleneck " + std::string(kVersion) +
+      ": train and run convolutional autoencoders for images\n\n"
+      "usage: bottleneck [global options] <command> [options]\n\ncommands:\n";
+  for (const auto& c : commands) {
+    std::string name = "  " + c.name;
+    name.resize(14, ' ');
+    text += name + c.summary + "\n";
+  }
+  text +=
+      "\nglobal options (before or after the command):\n"
+      "  --device D    auto (CUDA when available), cpu, cuda or cuda:N [auto]\n"
+      "  --threads N   intra-op CPU threads, 0 = all hardware threads [0]\n"
+      "  --seed N      seed of every random stream [0]\n"
+      "  -v, --verbose / -q, --quiet   log level\n"
+      "  --version     print versions and exit\n\n"
+      "`bottleneck <command> --help` describes a command.\n";
+  return text;
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "bottleneck: " << message << " (see --help)\n";
+  return kExitUsage;
+}
+
+int run(int argc, char** argv) {
+  const std::vector<Command> commands = all_commands();
+
+  // Find the command: the first argument that is neither an option nor an option's value.
+  int command_index = -1;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") break;
+    if (!arg.empty() && arg[0] == '-') {
+      if (global_takes_value(arg)) ++i;
+      continue;
+    }
+    command_index = i;
+    break;
+  }
+
+  if (command_index < 0) {
+    for (int i = 1; i < argc; ++i) {
+      if (!std::strcmp(argv[i], "--version")) {
+        std::cout << "bottleneck " << kVersion << " (LibTorch " << torch_version() << ")\n";
+        return 0;
+      }
+    }
+    for (int i = 1; i < argc; ++i) {
+      if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+        std::cout << top_level_help(commands);
+        return 0;
+      }
+    }
+    if (argc > 1) return usage_error(std::string("no command given (got option ") + argv[1] + ")");
+    std::cerr << top_level_help(commands);
+    return kExitUsage;
+  }
+
+  const std::string name = argv[command_index];
+  const Command* command = nullptr;
+  for (const auto& c : commands)
+    if (c.name == name) command = &c;
+  if (!command) return usage_error("unknown command '" + name + "'");
+
+  cxxopts::Options options("bottleneck " + name, command->summary);
+  options.custom_help("[options]");
+  options.positional_help(command->positional_help);
+  command->add_options(options);
+  add_global_options(options);
+  if (!command->positionals.empty()) options.parse_positional(command->positionals);
+
+  // Parse everything but the command word, so global options work on either side of it.
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i)
+    if (i != command_index) rest.push_back(argv[i]);
+  int rest_argc = static_cast<int>(rest.size());
+
+  cxxopts::ParseResult parsed;
+  try {
+    parsed = options.parse(rest_argc, rest.data());
+  } catch (const std::exception& e) {
+    return usage_error(name + ": " + e.what());
+  }
+  if (parsed.count("help")) {
+    std::cout << options.help();
+    return 0;
+  }
+  if (!parsed.unmatched().empty()) return usage_error(name + ": unexpected argument '" + parsed.unmatched().front() + "'");
+  if (parsed.count("verbose") && parsed.count("quiet")) return usage_error("--verbose and --quiet exclude each other");
+
+  RuntimeOptions runtime;
+  runtime.device = parsed["device"].as<std::string>();
+  runtime.threads = parsed["threads"].as<int>();
+  runtime.seed = parsed["seed"].as<uint64_t>();
+  const LogLevel level = parsed.count("verbose") ? LogLevel::kDebug
+                         : parsed.count("quiet") ? LogLevel::kQuiet
+                                                 : LogLevel::kInfo;
+
+  try {
+    const Context context{apply_runtime(runtime), Logger(level)};
+    return command->run(parsed, context);
+  } catch (const UsageError& e) {
+    return usage_error(name + ": " + e.what());
+  } catch (const std::exception& e) {
+    // cxxopts reports a bad value (e.g. --threads x) only when the value is read.
+    std::string what = e.what();
+    std::cerr << "bottleneck " << name << ": error: " << what.substr(0, what.find('\n')) << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace
+}  // namespace bottleneck::cli
+
+int main(int argc, char** argv) { return bottleneck::cli::run(argc, argv); }

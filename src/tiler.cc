@@ -1,0 +1,135 @@
+#include "tiler.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "error.h"
+#include "image_io.h"
+#include "model_file.h"
+
+namespace bottleneck {
+namespace {
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+struct Span {
+  int64_t begin, end, core_begin, core_end;
+};
+
+// The 1-D plan along one side; plan_tiles is its outer product.
+std::vector<Span> plan_side(int64_t length, int64_t tile, int64_t multiple, int64_t margin) {
+  if (tile <= 0 || length <= tile) return {{0, length, 0, length}};
+  const int64_t count = (length + tile - 1) / tile;
+  const int64_t core = round_up((length + count - 1) / count, multiple);
+  std::vector<Span> spans;
+  for (int64_t start = 0; start < length; start += core) {
+    const int64_t end = std::min(length, start + core);
+    spans.push_back({std::max<int64_t>(0, start - margin), std::min(length, end + margin), start, end});
+  }
+  return spans;
+}
+
+}  // namespace
+
+std::vector<Tile> plan_tiles(int64_t height, int64_t width, int tile, int multiple, int margin) {
+  if (height < 1 || width < 1) throw Error("plan_tiles: empty image");
+  if (multiple < 1) throw Error("plan_tiles: size multiple must be >= 1");
+  const int64_t m = multiple;
+  const int64_t core = tile <= 0 ? 0 : round_up(tile, m);
+  const int64_t pad = round_up(std::max(margin, 0), m);
+  std::vector<Tile> tiles;
+  for (const Span& ys : plan_side(height, core, m, pad))
+    for (const Span& xs : plan_side(width, core, m, pad))
+      tiles.push_back({ys.begin, ys.end, xs.begin, xs.end, ys.core_begin, ys.core_end, xs.core_begin, xs.core_end});
+  return tiles;
+}
+
+std::vector<torch::Tensor> run_tiled(InferenceModel& model, const std::vector<torch::Tensor>& images,
+                                     const TileOptions& options) {
+  if (options.batch < 1) throw UsageError("batch must be >= 1, got " + std::to_string(options.batch));
+  if (options.tile < 0) throw UsageError("tile must be >= 0, got " + std::to_string(options.tile));
+  const int multiple = model.info().arch.size_multiple();
+  const int margin = options.margin >= 0 ? options.margin : model.receptive_radius();
+  torch::NoGradGuard no_grad;
+
+  std::vector<torch::Tensor> outputs;
+  struct Job {
+    size_t image;
+    Tile tile;
+  };
+  // Windows grouped by shape; std::map keeps the order deterministic.
+  std::map<std::pair<int64_t, int64_t>, std::vector<Job>> groups;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const torch::Tensor& img = images[i];
+    if (img.dim() != 3 || img.size(0) != model.channels())
+      throw Error("run_tiled: expected " + std::to_string(model.channels()) + " x H x W images");
+    outputs.push_back(torch::empty(img.sizes(), img.options().dtype(torch::kFloat).device(torch::kCPU)));
+    for (const Tile& t : plan_tiles(img.size(1), img.size(2), options.tile, multiple, margin))
+      groups[{t.y1 - t.y0, t.x1 - t.x0}].push_back({i, t});
+  }
+
+  for (const auto& [shape, jobs] : groups) {
+    (void)shape;
+    for (size_t first = 0; first < jobs.size(); first += static_cast<size_t>(options.batch)) {
+      const size_t last = std::min(jobs.size(), first + static_cast<size_t>(options.batch));
+      std::vector<torch::Tensor> windows;
+      for (size_t k = first; k < last; ++k) {
+        const Tile& t = jobs[k].tile;
+        windows.push_back(images[jobs[k].image].slice(1, t.y0, t.y1).slice(2, t.x0, t.x1));
+      }
+      torch::Tensor in = torch::stack(windows).to(options.device, torch::kFloat);
+      torch::Tensor out = model.forward(in).to(torch::kCPU, torch::kFloat);
+      for (size_t k = first; k < last; ++k) {
+        const Tile& t = jobs[k].tile;
+        torch::Tensor core = out[static_cast<int64_t>(k - first)]
+                                 .slice(1, t.core_y0 - t.y0, t.core_y1 - t.y0)
+                                 .slice(2, t.core_x0 - t.x0, t.core_x1 - t.x0);
+        outputs[jobs[k].image].slice(1, t.core_y0, t.core_y1).slice(2, t.core_x0, t.core_x1).copy_(core);
+      }
+    }
+  }
+  return outputs;
+}
+
+std::vector<torch::Tensor> denoise_images(InferenceModel& model, const std::vector<torch::Tensor>& images,
+                                          const TileOptions& options) {
+  const int channels = model.channels();
+  // What the model is run on: per input image, the indices of its model-sized planes.
+  std::vector<torch::Tensor> inputs;
+  std::vector<std::vector<size_t>> parts(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    const torch::Tensor& img = images[i];
+    if (img.dim() != 3 || (img.size(0) != 1 && img.size(0) != 3))
+      throw Error("denoise_images: expected 1 or 3 x H x W images");
+    if (img.size(0) == channels) {
+      parts[i].push_back(inputs.size());
+      inputs.push_back(img);
+    } else if (channels == 1) {
+      for (int64_t c = 0; c < 3; ++c) {
+        parts[i].push_back(inputs.size());
+        inputs.push_back(img.slice(0, c, c + 1));
+      }
+    } else {
+      parts[i].push_back(inputs.size());
+      inputs.push_back(to_channels(img, channels));
+    }
+  }
+  std::vector<torch::Tensor> results = run_tiled(model, inputs, options);
+  std::vector<torch::Tensor> outputs;
+  for (size_t i = 0; i < images.size(); ++i) {
+    torch::Tensor out;
+    if (parts[i].size() == 3) {
+      out = torch::cat({results[parts[i][0]], results[parts[i][1]], results[parts[i][2]]}, 0);
+    } else {
+      out = results[parts[i][0]];
+      if (out.size(0) != images[i].size(0)) out = to_channels(out, static_cast<int>(images[i].size(0)));
+    }
+    outputs.push_back(out.clamp(0, 1));
+  }
+  return outputs;
+}
+
+}  // namespace bottleneck

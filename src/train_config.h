@@ -1,0 +1,49 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "arch_spec.h"
+
+namespace bottleneck {
+
+// Everything that defines a training run. Written to RUN_DIR/config.json (and into every
+// checkpoint) so a run can be repeated or resumed exactly; read back by --config and --resume.
+struct TrainOptions {
+  std::string data_dir;          // clean training images (folder, recursive); required
+  std::string pairs_dir;         // real noisy partners of data_dir, matched by relative path;
+                                 // empty = synthetic noise from `noise`
+  std::string val_dir;           // full validation images; empty = no validation
+  std::string out_dir;           // run directory (config, metrics, curves, samples, checkpoints)
+  ArchSpec arch;                 // network; its channels are the images' channels (1 or 3)
+  std::string noise = "gaussian:25";  // training noise (noise.h syntax); ranges = blind training
+  std::string val_noise;         // validation noise; empty = same as `noise`
+  int patch = 64;                // training patch side, pixels, >= 8
+  int batch = 16;                // patches per step, >= 1
+  int64_t iterations = 5000;     // total optimisation steps of the run, > 0
+  double lr = 1e-3;              // Adam learning rate at the start, > 0
+  double lr_min = 1e-5;          // cosine: final learning rate, 0 <= lr_min <= lr
+  std::string schedule = "cosine";  // "cosine" (lr -> lr_min over the run), "step", "constant"
+  int64_t step_size = 2000;      // step: multiply lr by step_gamma every step_size iterations
+  double step_gamma = 0.5;       // step: factor, in (0, 1]
+  std::string loss = "mse";      // "mse" or "l1"
+  bool augment = true;           // random flips and 90-degree rotations of patches
+  int64_t val_every = 500;       // validate (and write curves, samples, best) every N steps
+  int64_t checkpoint_every = 500;  // write `last` every N steps (and at the end / on a signal)
+  int64_t log_every = 50;        // append the running loss to metrics.csv every N steps
+  int samples = 3;               // validation images shown in samples/, 0 = none
+  int val_max_images = 0;        // validate on the first N images only; 0 = all
+  int loader_workers = 1;        // background threads building batches
+  uint64_t seed = 0;             // initialisation, patch sampling and noise all derive from it
+};
+
+// Throws UsageError naming the first bad field.
+void validate(const TrainOptions& options);
+
+std::string to_json(const TrainOptions& options);
+// Reads a config; fields not present keep the values already in `base` (so a config file can
+// give only some options). Unknown keys are an error (a typo must not be silently ignored).
+TrainOptions train_options_from_json(const std::string& json_text, TrainOptions base,
+                                     const std::string& source_name);
+
+}  // namespace bottleneck

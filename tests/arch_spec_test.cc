@@ -1,0 +1,192 @@
+#include "arch_spec.h"
+
+#include <functional>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "error.h"
+
+namespace bottleneck {
+namespace {
+
+ArchSpec valid_spec() {
+  ArchSpec spec;
+  spec.widths = {8, 16};
+  return spec;
+}
+
+// Expects validate() to throw UsageError whose message contains every one of `needles`.
+void expect_invalid(const std::function<void(ArchSpec&)>& mutate,
+                    std::initializer_list<const char*> needles) {
+  ArchSpec spec = valid_spec();
+  mutate(spec);
+  try {
+    validate(spec);
+    ADD_FAILURE() << "validate() accepted the spec; expected an error mentioning "
+                  << *needles.begin();
+  } catch (const UsageError& e) {
+    const std::string what = e.what();
+    for (const char* n : needles) EXPECT_NE(what.find(n), std::string::npos) << what;
+  }
+}
+
+// Expects arch_spec_from_json() to throw an Error (not a UsageError) containing `needle`.
+void expect_bad_json(const std::string& text, const std::string& needle) {
+  try {
+    arch_spec_from_json(text);
+    ADD_FAILURE() << "accepted " << text;
+  } catch (const UsageError& e) {
+    ADD_FAILURE() << "a bad spec in JSON should be an Error, not a UsageError: " << e.what();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.path(), "arch spec");
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(ArchSpecTest, DefaultsAreValid) {
+  EXPECT_NO_THROW(validate(ArchSpec()));
+  EXPECT_EQ(ArchSpec().depth(), 2);
+  EXPECT_EQ(ArchSpec().size_multiple(), 4);
+}
+
+TEST(ArchSpecTest, ValidationNamesFieldAndValue) {
+  // Fields are checked in declaration order, so each case trips only the field it changes.
+  expect_invalid([](ArchSpec& s) { s.kind = "vae"; }, {"kind", "\"vae\""});
+  expect_invalid([](ArchSpec& s) { s.in_channels = 2; }, {"in_channels", "2"});
+  expect_invalid([](ArchSpec& s) { s.in_channels = 0; }, {"in_channels", "0"});
+  expect_invalid([](ArchSpec& s) { s.out_channels = 4; }, {"out_channels", "4"});
+  expect_invalid([](ArchSpec& s) { s.widths = {}; }, {"widths", "empty"});
+  expect_invalid([](ArchSpec& s) { s.widths = {8, 0}; }, {"widths[1]", "0"});
+  expect_invalid([](ArchSpec& s) { s.widths = {-3}; }, {"widths[0]", "-3"});
+  expect_invalid([](ArchSpec& s) { s.widths = {1, 1, 1, 1, 1, 1, 1, 1}; }, {"depth", "7"});
+  expect_invalid([](ArchSpec& s) { s.convs_per_level = 0; }, {"convs_per_level", "0"});
+  expect_invalid([](ArchSpec& s) { s.bottleneck_channels = -1; }, {"bottleneck_channels", "-1"});
+  expect_invalid(
+      [](ArchSpec& s) {
+        s.kind = "conv-ae";
+        s.head = "sigmoid";
+      },
+      {"bottleneck_channels", "conv-ae"});
+  expect_invalid([](ArchSpec& s) { s.activation = "tanh"; }, {"activation", "\"tanh\""});
+  expect_invalid([](ArchSpec& s) { s.head = "softmax"; }, {"head", "\"softmax\""});
+  expect_invalid(
+      [](ArchSpec& s) {
+        s.kind = "conv-ae";
+        s.bottleneck_channels = 4;
+      },
+      {"residual", "conv-ae"});
+  expect_invalid([](ArchSpec& s) { s.out_channels = 3; }, {"residual", "out_channels 3"});
+  expect_invalid([](ArchSpec& s) { s.upsample = "nearest"; }, {"upsample", "\"nearest\""});
+}
+
+TEST(ArchSpecTest, ValidationAcceptsEdgeCases) {
+  ArchSpec spec = valid_spec();
+  spec.widths = {1, 1, 1, 1, 1, 1, 1};  // depth 6, the maximum
+  EXPECT_NO_THROW(validate(spec));
+  spec.widths = {5};  // depth 0
+  EXPECT_NO_THROW(validate(spec));
+  spec.head = "linear";
+  spec.in_channels = 1;
+  spec.out_channels = 3;  // non-residual heads may change the channel count
+  EXPECT_NO_THROW(validate(spec));
+}
+
+TEST(ArchSpecTest, JsonRoundTripKeepsEveryField) {
+  ArchSpec spec;
+  spec.kind = "conv-ae";
+  spec.in_channels = 3;
+  spec.out_channels = 1;
+  spec.widths = {7, 9, 11, 13};
+  spec.convs_per_level = 3;
+  spec.bottleneck_channels = 5;
+  spec.activation = "silu";
+  spec.head = "linear";
+  spec.upsample = "bilinear";
+  const std::string text = to_json(spec);
+  EXPECT_NE(text.find("\"depth\":3"), std::string::npos) << text;
+  const ArchSpec back = arch_spec_from_json(text);
+  EXPECT_EQ(back.kind, "conv-ae");
+  EXPECT_EQ(back.in_channels, 3);
+  EXPECT_EQ(back.out_channels, 1);
+  EXPECT_EQ(back.widths, (std::vector<int>{7, 9, 11, 13}));
+  EXPECT_EQ(back.convs_per_level, 3);
+  EXPECT_EQ(back.bottleneck_channels, 5);
+  EXPECT_EQ(back.activation, "silu");
+  EXPECT_EQ(back.head, "linear");
+  EXPECT_EQ(back.upsample, "bilinear");
+  EXPECT_EQ(to_json(back), text);
+}
+
+TEST(ArchSpecTest, JsonUsesFieldNamesInDeclarationOrder) {
+  EXPECT_EQ(to_json(ArchSpec()),
+            "{\"kind\":\"unet\",\"in_channels\":1,\"out_channels\":1,\"widths\":[32,64,128],"
+            "\"convs_per_level\":2,\"bottleneck_channels\":0,\"activation\":\"relu\","
+            "\"head\":\"residual\",\"upsample\":\"transposed\",\"depth\":2}");
+}
+
+TEST(ArchSpecTest, JsonMissingFieldsTakeDefaults) {
+  const ArchSpec spec = arch_spec_from_json("{\"widths\": [4, 8], \"activation\": \"leaky_relu\"}");
+  EXPECT_EQ(spec.kind, "unet");
+  EXPECT_EQ(spec.in_channels, 1);
+  EXPECT_EQ(spec.widths, (std::vector<int>{4, 8}));
+  EXPECT_EQ(spec.convs_per_level, 2);
+  EXPECT_EQ(spec.activation, "leaky_relu");
+  EXPECT_EQ(spec.head, "residual");
+  EXPECT_EQ(arch_spec_from_json("{}").widths, ArchSpec().widths);
+}
+
+TEST(ArchSpecTest, JsonErrors) {
+  expect_bad_json("{\"kind\": \"unet\",", "malformed JSON");
+  expect_bad_json("", "malformed JSON");
+  expect_bad_json("[1, 2]", "JSON object");
+  expect_bad_json("{\"widht\": [4]}", "unknown key \"widht\"");
+  expect_bad_json("{\"widths\": [4, 8], \"depth\": 2}", "depth 2 does not match");
+  expect_bad_json("{\"in_channels\": \"1\"}", "in_channels must be an integer");
+  expect_bad_json("{\"in_channels\": 1.5}", "in_channels must be an integer");
+  expect_bad_json("{\"in_channels\": 99999999999}", "in_channels is out of range");
+  expect_bad_json("{\"widths\": 8}", "widths must be an array");
+  expect_bad_json("{\"widths\": [8, \"x\"]}", "widths[1] must be an integer");
+  expect_bad_json("{\"kind\": 3}", "kind must be a string");
+  // Field validation failures surface as Error too, with the same message as validate().
+  expect_bad_json("{\"activation\": \"gelu\"}", "activation must be one of");
+  expect_bad_json("{\"widths\": []}", "widths must not be empty");
+}
+
+TEST(ArchSpecTest, PresetsAreValidAndSetChannels) {
+  const std::vector<std::string> names = preset_arch_names();
+  ASSERT_EQ(names, (std::vector<std::string>{"unet-s", "unet-m", "unet-l", "conv-ae"}));
+  for (const std::string& name : names) {
+    for (int channels : {1, 3}) {
+      const ArchSpec spec = preset_arch(name, channels);
+      EXPECT_NO_THROW(validate(spec)) << name;
+      EXPECT_EQ(spec.in_channels, channels);
+      EXPECT_EQ(spec.out_channels, channels);
+      EXPECT_EQ(arch_spec_from_json(to_json(spec)).widths, spec.widths);
+    }
+  }
+  EXPECT_EQ(preset_arch("unet-s", 1).widths, (std::vector<int>{16, 32, 64, 128}));
+  EXPECT_EQ(preset_arch("unet-m", 1).widths, (std::vector<int>{32, 64, 128}));
+  EXPECT_EQ(preset_arch("unet-l", 1).widths, (std::vector<int>{32, 64, 128, 256}));
+  EXPECT_EQ(preset_arch("unet-l", 1).head, "residual");
+  const ArchSpec ae = preset_arch("conv-ae", 3);
+  EXPECT_EQ(ae.kind, "conv-ae");
+  EXPECT_EQ(ae.widths, (std::vector<int>{32, 64, 128}));
+  EXPECT_EQ(ae.bottleneck_channels, 16);
+  EXPECT_EQ(ae.head, "sigmoid");
+}
+
+TEST(ArchSpecTest, UnknownPresetListsKnownNames) {
+  try {
+    preset_arch("unet-xl", 1);
+    FAIL() << "accepted an unknown preset";
+  } catch (const UsageError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("unet-xl"), std::string::npos) << what;
+    EXPECT_NE(what.find("unet-s, unet-m, unet-l, conv-ae"), std::string::npos) << what;
+  }
+  EXPECT_THROW(preset_arch("unet-s", 2), UsageError);
+}
+
+}  // namespace
+}  // namespace bottleneck

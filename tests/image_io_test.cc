@@ -1,0 +1,356 @@
+#include "image_io.h"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include "error.h"
+#include "test_util.h"
+
+namespace bottleneck {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<std::string> dir_entries(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+cv::Mat random_mat(int rows, int cols, int type, uint64_t seed) {
+  cv::Mat m(rows, cols, type);
+  cv::RNG rng(seed);
+  double top = CV_MAT_DEPTH(type) == CV_16U ? 65536 : 256;
+  rng.fill(m, cv::RNG::UNIFORM, 0, top);
+  return m;
+}
+
+bool mats_equal(const cv::Mat& a, const cv::Mat& b) {
+  if (a.size() != b.size() || a.type() != b.type()) return false;
+  cv::Mat diff;
+  cv::absdiff(a, b, diff);
+  return cv::countNonZero(diff.reshape(1)) == 0;
+}
+
+// Expects `fn` to throw an Error whose message names `path` and contains `reason`.
+template <typename Fn>
+void expect_error(Fn fn, const std::string& path, const std::string& reason) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error for " << path;
+  } catch (const Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find(reason), std::string::npos) << what << "\n  expected: " << reason;
+  }
+}
+
+// Saves `mat` (as OpenCV lays it out) through save_image at its depth and reloads it.
+cv::Mat round_trip(const TempDir& dir, const std::string& name, const cv::Mat& mat) {
+  ImageData image;
+  image.depth = mat.depth();
+  image.pixels = mat_to_tensor(mat);
+  if (mat.channels() == 4) cv::extractChannel(mat, image.alpha, 3);
+  save_image(dir / name, image);
+  ImageData back = load_image(dir / name);
+  EXPECT_EQ(back.depth, mat.depth());
+  cv::Mat out = tensor_to_mat(back.pixels, back.depth);
+  if (!back.alpha.empty()) {
+    std::vector<cv::Mat> planes;
+    cv::split(out, planes);
+    planes.push_back(back.alpha);
+    cv::merge(planes, out);
+  }
+  return out;
+}
+
+TEST(ImageIo, Png8BitRoundTripIsExact) {
+  TempDir dir;
+  cv::Mat gray = random_mat(13, 17, CV_8UC1, 1), colour = random_mat(9, 11, CV_8UC3, 2);
+  EXPECT_TRUE(mats_equal(round_trip(dir, "g.png", gray), gray));
+  EXPECT_TRUE(mats_equal(round_trip(dir, "c.png", colour), colour));
+  EXPECT_EQ(load_image(dir / "g.png").pixels.size(0), 1);
+  EXPECT_EQ(load_image(dir / "c.png").pixels.size(0), 3);
+}
+
+TEST(ImageIo, Png16BitRoundTripKeepsEveryValue) {
+  TempDir dir;
+  cv::Mat m = random_mat(8, 8, CV_16UC1, 3);
+  const uint16_t special[] = {0, 1, 257, 65535, 65534, 32768, 255, 256};
+  for (int i = 0; i < 8; ++i) m.at<uint16_t>(0, i) = special[i];
+  cv::Mat back = round_trip(dir, "g16.png", m);
+  ASSERT_TRUE(mats_equal(back, m));
+  EXPECT_EQ(back.at<uint16_t>(0, 1), 1);
+  EXPECT_EQ(back.at<uint16_t>(0, 2), 257);
+  EXPECT_EQ(back.at<uint16_t>(0, 3), 65535);
+  cv::Mat colour = random_mat(7, 5, CV_16UC3, 4);
+  EXPECT_TRUE(mats_equal(round_trip(dir, "c16.png", colour), colour));
+  // The file itself is 16-bit.
+  EXPECT_EQ(cv::imread(dir / "c16.png", cv::IMREAD_UNCHANGED).depth(), CV_16U);
+}
+
+TEST(ImageIo, Tiff16BitRoundTripKeepsEveryValue) {
+  TempDir dir;
+  cv::Mat m = random_mat(6, 9, CV_16UC3, 5);
+  m.at<cv::Vec3w>(0, 0) = cv::Vec3w(1, 257, 65535);
+  EXPECT_TRUE(mats_equal(round_trip(dir, "c16.tif", m), m));
+  cv::Mat g = random_mat(6, 9, CV_16UC1, 6);
+  EXPECT_TRUE(mats_equal(round_trip(dir, "g16.TIFF", g), g));
+}
+
+TEST(ImageIo, ColourOrderInTensorIsRgb) {
+  TempDir dir;
+  cv::Mat blue(4, 6, CV_8UC3, cv::Scalar(255, 0, 0));  // OpenCV order is BGR
+  ASSERT_TRUE(cv::imwrite(dir / "blue.png", blue));
+  ImageData image = load_image(dir / "blue.png");
+  ASSERT_EQ(image.pixels.sizes(), torch::IntArrayRef({3, 4, 6}));
+  EXPECT_TRUE(torch::equal(image.pixels[2], torch::ones({4, 6})));
+  EXPECT_TRUE(torch::equal(image.pixels[0], torch::zeros({4, 6})));
+  EXPECT_TRUE(torch::equal(image.pixels[1], torch::zeros({4, 6})));
+  EXPECT_TRUE(image.alpha.empty());
+  EXPECT_EQ(image.depth, CV_8U);
+  EXPECT_TRUE(mats_equal(tensor_to_mat(image.pixels, CV_8U), blue));
+}
+
+TEST(ImageIo, AlphaPassesThroughUnchanged) {
+  TempDir dir;
+  for (int type : {CV_8UC4, CV_16UC4}) {
+    cv::Mat bgra = random_mat(10, 12, type, 7);
+    cv::Mat back = round_trip(dir, "a.png", bgra);
+    ASSERT_EQ(back.channels(), 4);
+    cv::Mat alpha_in, alpha_out;
+    cv::extractChannel(bgra, alpha_in, 3);
+    cv::extractChannel(back, alpha_out, 3);
+    EXPECT_TRUE(mats_equal(alpha_in, alpha_out));
+    EXPECT_TRUE(mats_equal(back, bgra));
+    ImageData loaded = load_image(dir / "a.png");
+    EXPECT_EQ(loaded.pixels.size(0), 3);
+    EXPECT_TRUE(mats_equal(loaded.alpha, alpha_in));
+  }
+}
+
+TEST(ImageIo, AlphaIsConvertedToTheWrittenDepth) {
+  TempDir dir;
+  ImageData image;
+  image.pixels = torch::full({1, 2, 3}, 0.5);
+  image.depth = CV_16U;
+  image.alpha = cv::Mat(2, 3, CV_8UC1, cv::Scalar(0));
+  image.alpha.at<uint8_t>(0, 0) = 255;
+  image.alpha.at<uint8_t>(0, 1) = 1;
+  save_image(dir / "x.png", image);
+  ImageData back = load_image(dir / "x.png");
+  ASSERT_EQ(back.alpha.depth(), CV_16U);
+  EXPECT_EQ(back.alpha.at<uint16_t>(0, 0), 65535);
+  EXPECT_EQ(back.alpha.at<uint16_t>(0, 1), 257);
+  EXPECT_EQ(back.alpha.at<uint16_t>(1, 2), 0);
+  // Gray with alpha is written as BGRA with equal colour planes.
+  EXPECT_EQ(back.pixels.size(0), 3);
+  EXPECT_TRUE(torch::equal(back.pixels[0], back.pixels[2]));
+}
+
+TEST(ImageIo, JpegIsWrittenWith8Bits) {
+  TempDir dir;
+  ImageData image;
+  image.pixels = test::synthetic_image(3, 16, 16, 1);
+  image.depth = CV_16U;
+  save_image(dir / "x.jpg", image);
+  EXPECT_EQ(cv::imread(dir / "x.jpg", cv::IMREAD_UNCHANGED).depth(), CV_8U);
+  ImageData back = load_image(dir / "x.jpg");
+  EXPECT_EQ(back.depth, CV_8U);
+  // Exactly what OpenCV makes of the 8-bit rounding of the pixels.
+  ASSERT_TRUE(cv::imwrite(dir / "ref.jpg", tensor_to_mat(image.pixels, CV_8U)));
+  EXPECT_TRUE(torch::equal(back.pixels, load_image(dir / "ref.jpg").pixels));
+}
+
+TEST(ImageIo, FloatTiffIsClampedToUnitRange) {
+  TempDir dir;
+  cv::Mat f(2, 2, CV_32FC1);
+  f.at<float>(0, 0) = 0.25f;
+  f.at<float>(0, 1) = 1.5f;
+  f.at<float>(1, 0) = -0.2f;
+  f.at<float>(1, 1) = 1.0f;
+  ASSERT_TRUE(cv::imwrite(dir / "f.tif", f));
+  ImageData image = load_image(dir / "f.tif");
+  EXPECT_EQ(image.depth, CV_32F);
+  EXPECT_FLOAT_EQ(image.pixels[0][0][0].item<float>(), 0.25f);
+  EXPECT_FLOAT_EQ(image.pixels[0][0][1].item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(image.pixels[0][1][0].item<float>(), 0.0f);
+  save_image(dir / "g.tif", image);
+  EXPECT_EQ(cv::imread(dir / "g.tif", cv::IMREAD_UNCHANGED).depth(), CV_32F);
+  save_image(dir / "g.png", image);  // PNG has no float samples: 16 bits
+  EXPECT_EQ(cv::imread(dir / "g.png", cv::IMREAD_UNCHANGED).depth(), CV_16U);
+}
+
+TEST(ImageIo, TensorToMatRoundsAndSaturates) {
+  auto t = torch::tensor({-0.5f, 0.0f, 0.5f / 255, 1.4f / 255, 0.5f, 1.0f, 7.0f}).view({1, 1, 7});
+  cv::Mat m = tensor_to_mat(t, CV_8U);
+  std::vector<int> expected = {0, 0, 0, 1, 128, 255, 255};  // 127.5 rounds to even 128
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(m.at<uint8_t>(0, i), expected[i]) << i;
+  cv::Mat m16 = tensor_to_mat(t, CV_16U);
+  EXPECT_EQ(m16.at<uint16_t>(0, 0), 0);
+  EXPECT_EQ(m16.at<uint16_t>(0, 5), 65535);
+  EXPECT_EQ(m16.at<uint16_t>(0, 6), 65535);
+}
+
+TEST(ImageIo, LoadErrorsNameThePathAndTheReason) {
+  TempDir dir;
+  expect_error([&] { load_image(dir / "missing.png"); }, dir / "missing.png", "no such file");
+  fs::create_directory(dir / "x.png");
+  expect_error([&] { load_image(dir / "x.png"); }, dir / "x.png", "is a directory");
+  write_bytes(dir / "empty.png", "");
+  expect_error([&] { load_image(dir / "empty.png"); }, dir / "empty.png", "empty file");
+  std::string noise(4096, '\0');
+  std::mt19937 rng(1);
+  for (char& c : noise) c = static_cast<char>(rng());
+  write_bytes(dir / "random.png", noise);
+  expect_error([&] { load_image(dir / "random.png"); }, dir / "random.png",
+               "not a recognised image (unknown format or corrupt data)");
+  write_bytes(dir / "text.jpg", "this is not a picture\n");
+  expect_error([&] { load_image(dir / "text.jpg"); }, dir / "text.jpg", "not a recognised image");
+
+  ASSERT_TRUE(cv::imwrite(dir / "good.png", tensor_to_mat(test::synthetic_image(3, 64, 64, 2), CV_8U)));
+  std::string png = read_bytes(dir / "good.png");
+  write_bytes(dir / "cut.png", png.substr(0, png.size() / 2));
+  expect_error([&] { load_image(dir / "cut.png"); }, dir / "cut.png", "truncated or corrupt image data");
+  ASSERT_TRUE(cv::imwrite(dir / "good.jpg", tensor_to_mat(test::synthetic_image(3, 64, 64, 2), CV_8U)));
+  std::string jpg = read_bytes(dir / "good.jpg");
+  write_bytes(dir / "cut.jpg", jpg.substr(0, jpg.size() * 2 / 3));
+  expect_error([&] { load_image(dir / "cut.jpg"); }, dir / "cut.jpg", "truncated or corrupt image data");
+
+  if (geteuid() != 0) {  // root reads anything
+    fs::copy_file(dir / "good.png", dir / "locked.png");
+    fs::permissions(dir / "locked.png", fs::perms::none);
+    expect_error([&] { load_image(dir / "locked.png"); }, dir / "locked.png", "permission denied");
+  }
+}
+
+std::string png_chunk(const std::string& type, const std::string& data) {
+  auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  };
+  std::string body = type + data;
+  uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size()));
+  return be32(static_cast<uint32_t>(data.size())) + body + be32(crc);
+}
+
+TEST(ImageIo, PixelLimitIsCheckedBeforeDecoding) {
+  TempDir dir;
+  // A valid PNG header claiming 100000 x 100000 gray pixels (10 GB decoded), with a tiny IDAT.
+  std::string ihdr = {0, 1, char(0x86), char(0xA0), 0, 1, char(0x86), char(0xA0), 8, 0, 0, 0, 0};
+  std::string raw(64, '\0');
+  uLongf size = compressBound(raw.size());
+  std::string idat(size, '\0');
+  ASSERT_EQ(compress(reinterpret_cast<Bytef*>(idat.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+                     raw.size()),
+            Z_OK);
+  idat.resize(size);
+  write_bytes(dir / "bomb.png", std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) +
+                                    png_chunk("IDAT", idat) + png_chunk("IEND", ""));
+  auto start = std::chrono::steady_clock::now();
+  expect_error([&] { load_image(dir / "bomb.png"); }, dir / "bomb.png",
+               "image is 100000x100000 = 10000000000 pixels, over the limit of 268435456 (--max-pixels)");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+
+  // The same limit for real files of each sniffed format, and after decoding for the rest.
+  cv::Mat m = tensor_to_mat(test::synthetic_image(3, 20, 30, 3), CV_8U);
+  for (const char* name : {"s.png", "s.jpg", "s.bmp", "s.tif", "s.webp", "s.ppm"}) {
+    ASSERT_TRUE(cv::imwrite(dir / name, m)) << name;
+    expect_error([&] { load_image(dir / name, 599); }, dir / name, "image is 30x20 = 600 pixels");
+    EXPECT_NO_THROW(load_image(dir / name, 600)) << name;
+  }
+}
+
+TEST(ImageIo, SaveIsAtomicAndCleansUp) {
+  TempDir dir;
+  ImageData image;
+  image.pixels = test::synthetic_image(3, 8, 8, 4);
+  save_image(dir / "out.png", image);
+  save_image(dir / "out.png", image);  // replaces
+  save_image(dir / "out.webp", image);
+  EXPECT_EQ(dir_entries(dir.path()), (std::vector<std::string>{"out.png", "out.webp"}));
+
+  // A parent that is a file cannot hold anything, even for root.
+  write_bytes(dir / "file", "x");
+  expect_error([&] { save_image(dir / "file/out.png", image); }, dir / "file/out.png", "is not a directory");
+  expect_error([&] { save_image(dir / "nodir/out.png", image); }, dir / "nodir/out.png", "does not exist");
+  expect_error([&] { save_image(dir / "out.xyz", image); }, dir / "out.xyz", "unknown image format");
+  // The target is a directory: the rename fails and the temporary goes.
+  fs::create_directory(dir / "sub.png");
+  fs::create_directory(dir / "sub.png/inner");
+  expect_error([&] { save_image(dir / "sub.png", image); }, dir / "sub.png", "cannot replace");
+  EXPECT_EQ(dir_entries(dir.path()), (std::vector<std::string>{"file", "out.png", "out.webp", "sub.png"}));
+
+  if (geteuid() != 0) {
+    fs::create_directory(dir / "ro");
+    fs::permissions(dir / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+    expect_error([&] { save_image(dir / "ro/out.png", image); }, dir / "ro/out.png", "permission denied");
+    EXPECT_TRUE(dir_entries(dir / "ro").empty());
+    fs::permissions(dir / "ro", fs::perms::owner_all);
+  }
+}
+
+TEST(ImageIo, ToChannelsUsesBt601Luma) {
+  auto rgb = torch::zeros({3, 1, 4});
+  rgb[0][0][0] = 1;  // red
+  rgb[1][0][1] = 1;  // green
+  rgb[2][0][2] = 1;  // blue
+  rgb.select(2, 3).fill_(1);  // white
+  auto gray = to_channels(rgb, 1);
+  ASSERT_EQ(gray.sizes(), torch::IntArrayRef({1, 1, 4}));
+  EXPECT_NEAR(gray[0][0][0].item<float>(), 0.299, 1e-6);
+  EXPECT_NEAR(gray[0][0][1].item<float>(), 0.587, 1e-6);
+  EXPECT_NEAR(gray[0][0][2].item<float>(), 0.114, 1e-6);
+  EXPECT_NEAR(gray[0][0][3].item<float>(), 1.0, 1e-6);
+  auto back = to_channels(gray, 3);
+  ASSERT_EQ(back.sizes(), torch::IntArrayRef({3, 1, 4}));
+  EXPECT_TRUE(torch::equal(back[0], gray[0]) && torch::equal(back[2], gray[0]));
+  EXPECT_TRUE(torch::equal(to_channels(rgb, 3), rgb));
+  EXPECT_THROW(to_channels(rgb, 2), Error);
+}
+
+TEST(ImageIo, ListImagesRecursesSortsAndMatchesExtensionsInAnyCase) {
+  TempDir dir;
+  fs::create_directories(dir / "b/deep");
+  fs::create_directories(dir / "a");
+  fs::create_directories(dir / "dir.png");
+  for (const char* name : {"z.PNG", "a/y.JpEg", "b/deep/x.tif", "b/w.webp", "dir.png/v.bmp", "c.Pgm",
+                           "notes.txt", "b/readme", "b/deep/img.png.bak"})
+    write_bytes(dir / name, "x");
+  fs::create_symlink(dir / "z.PNG", dir / "link.png");
+  fs::create_symlink(dir / "gone.png", dir / "dangling.png");
+  fs::create_directory_symlink(dir / "b", dir / "dirlink.png");
+  std::vector<std::string> expected;
+  for (const char* name : {"a/y.JpEg", "b/deep/x.tif", "b/w.webp", "c.Pgm", "dangling.png", "dir.png/v.bmp",
+                           "link.png", "z.PNG"})
+    expected.push_back(dir / name);
+  EXPECT_EQ(list_images(dir.path()), expected);
+  EXPECT_EQ(list_images(dir / "b/w.webp"), std::vector<std::string>{dir / "b/w.webp"});
+  expect_error([&] { list_images(dir / "nothing"); }, dir / "nothing", "no such file or directory");
+  expect_error([&] { load_image(dir / "dangling.png"); }, dir / "dangling.png", "no such file");
+  EXPECT_TRUE(has_image_extension("A.TIFF"));
+  EXPECT_FALSE(has_image_extension("a.gif"));
+  EXPECT_FALSE(has_image_extension("png"));
+}
+
+}  // namespace
+}  // namespace bottleneck

@@ -1,0 +1,161 @@
+// Tiled inference must equal whole-image inference: plans, odd sizes, depths, channels.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "checkpoint.h"
+#include "model_file.h"
+#include "models.h"
+#include "test_util.h"
+#include "tiler.h"
+
+using namespace bottleneck;
+using bottleneck::test::TempDir;
+
+namespace {
+
+ArchSpec small_arch(int channels, std::vector<int> widths, const std::string& head = "residual",
+                    const std::string& upsample = "transposed") {
+  ArchSpec spec;
+  spec.in_channels = spec.out_channels = channels;
+  spec.widths = std::move(widths);
+  spec.head = head;
+  spec.upsample = upsample;
+  return spec;
+}
+
+// An untrained model behind the InferenceModel interface (through a checkpoint on disk, as
+// users load them). A linear head makes the outputs vary as much as the features do, so a
+// tile seam could not hide below the tolerance.
+std::unique_ptr<InferenceModel> saved_model(const TempDir& dir, const ArchSpec& spec, uint64_t seed) {
+  torch::manual_seed(seed);
+  Autoencoder model = make_model(spec);
+  CheckpointInfo info;
+  info.arch = spec;
+  info.noise = "gaussian:25";
+  const std::string path = dir / ("m" + std::to_string(seed) + ".ckpt");
+  save_checkpoint(path, *model, nullptr, info);
+  return load_model(path, torch::kCPU);
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+}  // namespace
+
+TEST(Tiler, CoresPartitionTheImageOnTheGrid) {
+  for (auto [h, w, tile, m, margin] : std::vector<std::tuple<int, int, int, int, int>>{
+           {37, 53, 16, 4, 10}, {100, 7, 30, 8, 20}, {64, 64, 64, 4, 9}, {513, 1030, 512, 8, 45}}) {
+    const auto tiles = plan_tiles(h, w, tile, m, margin);
+    torch::Tensor covered = torch::zeros({h, w}, torch::kInt);
+    const int pad = (margin + m - 1) / m * m;
+    for (const Tile& t : tiles) {
+      covered.slice(0, t.core_y0, t.core_y1).slice(1, t.core_x0, t.core_x1) += 1;
+      EXPECT_EQ(t.y0 % m, 0);
+      EXPECT_EQ(t.x0 % m, 0);
+      EXPECT_EQ(t.core_y0 % m, 0);
+      EXPECT_EQ(t.core_x0 % m, 0);
+      // Interior sides keep a full margin; a side without one lies on the image border.
+      EXPECT_TRUE(t.y0 == 0 || t.core_y0 - t.y0 == pad);
+      EXPECT_TRUE(t.x0 == 0 || t.core_x0 - t.x0 == pad);
+      EXPECT_TRUE(t.y1 == h || t.y1 - t.core_y1 == pad);
+      EXPECT_TRUE(t.x1 == w || t.x1 - t.core_x1 == pad);
+      EXPECT_LE(t.core_y1 - t.core_y0, (tile + m - 1) / m * m);
+    }
+    EXPECT_EQ(covered.min().item<int>(), 1) << h << "x" << w;
+    EXPECT_EQ(covered.max().item<int>(), 1) << h << "x" << w;
+  }
+  EXPECT_EQ(plan_tiles(700, 900, 0, 8, 40).size(), 1u);
+  EXPECT_EQ(plan_tiles(1030, 1030, 512, 8, 40).size(), 9u);
+}
+
+TEST(Tiler, EqualsWholeImageInference) {
+  TempDir dir;
+  struct Case {
+    ArchSpec spec;
+    std::vector<int> tiles;
+  };
+  const std::vector<Case> cases = {
+      {small_arch(1, {8, 16, 16}, "linear"), {8, 16, 24}},             // depth 2, gray
+      {small_arch(3, {8, 8, 16, 16}, "linear"), {8, 20, 32}},          // depth 3, colour
+      {small_arch(1, {8, 8, 16, 16}, "residual", "bilinear"), {16}},   // bilinear upsampling
+      {small_arch(3, {8, 16, 16}, "sigmoid"), {12}},
+  };
+  uint64_t seed = 1;
+  double worst = 0;
+  for (const Case& c : cases) {
+    auto model = saved_model(dir, c.spec, seed);
+    const int ch = c.spec.in_channels;
+    // Odd sizes in both directions, larger than every tile so both directions are split.
+    const std::vector<torch::Tensor> images = {test::synthetic_image(ch, 45, 67, seed),
+                                               test::synthetic_image(ch, 61, 37, seed + 1)};
+    std::vector<torch::Tensor> whole;
+    for (const auto& img : images) whole.push_back(model->forward(img.unsqueeze(0)).squeeze(0));
+    for (int tile : c.tiles) {
+      for (int batch : {1, 3}) {
+        TileOptions o;
+        o.tile = tile;
+        o.batch = batch;
+        const auto tiled = run_tiled(*model, images, o);
+        ASSERT_EQ(tiled.size(), images.size());
+        for (size_t i = 0; i < images.size(); ++i) {
+          ASSERT_EQ(tiled[i].sizes(), images[i].sizes());
+          const double d = max_diff(tiled[i], whole[i]);
+          worst = std::max(worst, d);
+          EXPECT_LE(d, 1e-4) << "depth " << c.spec.depth() << " channels " << ch << " tile " << tile
+                             << " image " << i;
+        }
+      }
+    }
+    // The check has teeth: without context the seams are visible.
+    TileOptions bare;
+    bare.tile = c.tiles.front();
+    bare.margin = 0;
+    EXPECT_GT(max_diff(run_tiled(*model, images, bare)[0], whole[0]), 1e-3);
+    ++seed;
+  }
+  std::cout << "max |tiled - whole| = " << worst << "\n";
+}
+
+TEST(Tiler, WholeImageModeAndBatchingGiveTheSameResult) {
+  TempDir dir;
+  auto model = saved_model(dir, small_arch(1, {8, 16, 16}, "linear"), 7);
+  // Several small images of one size (batched together) and one of another.
+  std::vector<torch::Tensor> images;
+  for (int i = 0; i < 5; ++i) images.push_back(test::synthetic_image(1, 33, 29, 50 + i));
+  images.push_back(test::synthetic_image(1, 20, 41, 60));
+  TileOptions one;
+  one.tile = 0;
+  one.batch = 1;
+  TileOptions many = one;
+  many.batch = 4;
+  const auto a = run_tiled(*model, images, one);
+  const auto b = run_tiled(*model, images, many);
+  for (size_t i = 0; i < images.size(); ++i) {
+    EXPECT_LE(max_diff(a[i], b[i]), 1e-5);
+    EXPECT_LE(max_diff(a[i], model->forward(images[i].unsqueeze(0)).squeeze(0)), 1e-5);
+  }
+}
+
+TEST(Tiler, ChannelMismatchIsHandledPerChannelAndViaLuma) {
+  TempDir dir;
+  auto gray = saved_model(dir, small_arch(1, {8, 16, 16}, "linear"), 11);
+  auto colour = saved_model(dir, small_arch(3, {8, 16, 16}, "linear"), 12);
+  const torch::Tensor rgb = test::synthetic_image(3, 30, 26, 3);
+  const torch::Tensor g = test::synthetic_image(1, 30, 26, 4);
+  TileOptions o;
+  o.tile = 16;
+
+  // Colour through the gray model: each plane as its own gray image.
+  const torch::Tensor out = denoise_images(*gray, {rgb}, o)[0];
+  ASSERT_EQ(out.sizes(), rgb.sizes());
+  for (int c = 0; c < 3; ++c) {
+    const torch::Tensor expected = gray->forward(rgb.slice(0, c, c + 1).unsqueeze(0)).squeeze(0).clamp(0, 1);
+    EXPECT_LE(max_diff(out.slice(0, c, c + 1), expected), 1e-4) << "channel " << c;
+  }
+
+  // Gray through the colour model: replicated, denoised, luma kept.
+  const torch::Tensor out_g = denoise_images(*colour, {g}, o)[0];
+  ASSERT_EQ(out_g.sizes(), g.sizes());
+  const torch::Tensor y = colour->forward(g.expand({3, 30, 26}).unsqueeze(0)).squeeze(0);
+  const torch::Tensor luma = (0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]).unsqueeze(0).clamp(0, 1);
+  EXPECT_LE(max_diff(out_g, luma), 1e-4);
+}
