@@ -32,6 +32,7 @@ class GzFile {
   explicit GzFile(const std::string& path) : path_(path) {
     std::error_code ec;
     fs::file_status st = fs::status(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) throw Error(path, ec.message());
     if (!fs::exists(st)) throw Error(path, "no such file");
     if (fs::is_directory(st)) throw Error(path, "is a directory");
     errno = 0;

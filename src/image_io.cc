@@ -68,6 +68,7 @@ std::string errno_reason(int e) {
 std::vector<uchar> read_file(const std::string& path) {
   std::error_code ec;
   fs::file_status st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw Error(path, errno_reason(ec.value()));
   if (!fs::exists(st)) {
     if (fs::is_symlink(fs::symlink_status(path, ec))) throw Error(path, "no such file (dangling symbolic link)");
     throw Error(path, "no such file");
@@ -447,6 +448,7 @@ bool has_image_extension(const std::string& path) {
 std::vector<std::string> list_images(const std::string& root) {
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw Error(root, errno_reason(ec.value()));
   if (!fs::exists(st)) throw Error(root, "no such file or directory");
   if (!fs::is_directory(st)) return {root};
   std::vector<std::string> files;

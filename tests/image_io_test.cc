@@ -241,6 +241,11 @@ TEST(ImageIo, LoadErrorsNameThePathAndTheReason) {
     fs::copy_file(dir / "good.png", dir / "locked.png");
     fs::permissions(dir / "locked.png", fs::perms::none);
     expect_error([&] { load_image(dir / "locked.png"); }, dir / "locked.png", "permission denied");
+    fs::create_directory(dir / "closed");
+    fs::copy_file(dir / "good.png", dir / "closed/in.png");
+    fs::permissions(dir / "closed", fs::perms::none);
+    expect_error([&] { load_image(dir / "closed/in.png"); }, dir / "closed/in.png", "permission denied");
+    fs::permissions(dir / "closed", fs::perms::owner_all);
   }
 }
 

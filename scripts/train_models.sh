@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Trains the shipped denoisers (models/denoise-gray.pt, models/denoise-color.pt) from the
+# standard training sets, resumably: run it again after a stop (Ctrl-C, a killed session, a
+# --time-limit) and each run continues from its last checkpoint. Finished runs are exported.
+#
+#   scripts/train_models.sh [gray|color|all] [--time-limit MINUTES] [--threads N]
+#
+# Environment: DATA (default ../shared/data), RUNS (default ~/.cache/bottleneck/runs, outside the
+# work tree so a fresh checkout keeps it), BOTTLENECK (the CLI, default build/bottleneck).
+# A run whose directory is missing is seeded from models/training/NAME/ when that holds a
+# checkpoint (committed between working sessions), so training survives a new machine.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+data="${DATA:-$root/../shared/data}"
+runs="${RUNS:-$HOME/.cache/bottleneck/runs}"
+cli="${BOTTLENECK:-$root/build/bottleneck}"
+which="${1:-all}"; shift || true
+
+# The recipes. Their full length is fixed from the start: a cosine schedule restarted from a
+# finished run would jump back to a high learning rate.
+common=(--arch unet-l --noise gaussian:0-55 --patch 96 --batch 8 --lr 1e-3 --lr-min 1e-5
+        --schedule cosine --checkpoint-every 200 --val-every 1000 --log-every 100 --samples 2)
+gray=(--data "$data/train/gray400" --val "$data/val/set12" --val-noise gaussian:25 --channels 1 --iters 40000)
+color=(--data "$data/train/color400" --val "$data/val/kodak24" --val-noise gaussian:25 --val-max-images 6
+       --channels 3 --iters 40000)
+
+train_one() {
+  local name="$1"; shift
+  local run="$runs/$name" seed="$root/models/training/$name"
+  if [ ! -f "$run/last.ckpt" ] && [ -f "$seed/last.ckpt" ]; then
+    mkdir -p "$run" && cp -r "$seed/." "$run/"
+    echo "train_models: seeded $run from $seed" >&2
+  fi
+  if [ -f "$run/last.ckpt" ]; then
+    "$cli" train --resume "$run" "$@"
+  else
+    local recipe
+    if [ "$name" = gray ]; then recipe=("${gray[@]}"); else recipe=("${color[@]}"); fi
+    "$cli" train "${common[@]}" "${recipe[@]}" --out "$run" "$@"
+  fi
+  if "$cli" info "$run/last.ckpt" 2>/dev/null | grep -q "finished: yes"; then
+    "$cli" export --checkpoint "$run/best.ckpt" --output "$root/models/denoise-$name.pt"
+  fi
+}
+
+mkdir -p "$runs"
+case "$which" in
+  gray) train_one gray "$@" ;;
+  color) train_one color "$@" ;;
+  all) train_one gray "$@"; train_one color "$@" ;;
+  *) echo "usage: $0 [gray|color|all] [train options]" >&2; exit 2 ;;
+esac
