@@ -1,8 +1,10 @@
 #include "atomic_file.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +18,13 @@ namespace fs = std::filesystem;
 namespace bottleneck {
 
 namespace {
+// strerror text in the lower case our messages use ("permission denied").
+std::string reason(int err) {
+  std::string text = std::strerror(err);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
 std::string temp_name_for(const fs::path& target) {
   // pid + counter keep concurrent writers (threads or processes) off each other's temp files;
   // the leading dot keeps half-written files out of image listings.
@@ -41,17 +50,29 @@ void write_atomically(const std::string& path, const std::function<void(const st
   if (ec) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
-    throw Error(path, "cannot rename the finished temporary file into place: " + ec.message());
+    throw Error(path, "cannot replace the file: " + reason(ec.value()));
   }
 }
 
-void write_file_atomically(const std::string& path, const std::string& contents) {
+void write_file_atomically(const std::string& path, const void* data, size_t size) {
   write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path, std::string("cannot create file: ") + std::strerror(errno));
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    out.flush();
-    if (!out) throw Error(path, "write failed (disk full?)");
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) throw Error(path, "cannot create a file in " + fs::path(path).parent_path().string() + ": " + reason(errno));
+    auto fail = [&](int err) {
+      ::close(fd);
+      throw Error(path, "write failed: " + reason(err));
+    };
+    const char* p = static_cast<const char*>(data);
+    size_t left = size;
+    while (left > 0) {
+      const ssize_t n = ::write(fd, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail(errno);
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0 && errno != EINVAL) fail(errno);
+    if (::close(fd) != 0) throw Error(path, "write failed: " + reason(errno));
   });
 }
 
@@ -60,7 +81,7 @@ std::string read_file(const std::string& path) {
   if (!fs::exists(path, ec)) throw Error(path, "no such file");
   if (fs::is_directory(path, ec)) throw Error(path, "is a directory");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!in) throw Error(path, "cannot open: " + reason(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

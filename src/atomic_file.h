@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -12,8 +13,12 @@ namespace bottleneck {
 // removed and the exception propagates; a failed rename throws Error(path, reason).
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 
-// Same, for text or bytes.
-void write_file_atomically(const std::string& path, const std::string& contents);
+// Same, for bytes already in memory; also fsyncs the data before the rename, so after a crash
+// the file holds either the old or the new contents, never a hole.
+void write_file_atomically(const std::string& path, const void* data, size_t size);
+inline void write_file_atomically(const std::string& path, const std::string& contents) {
+  write_file_atomically(path, contents.data(), contents.size());
+}
 
 // Whole file as a string; throws Error(path, reason).
 std::string read_file(const std::string& path);

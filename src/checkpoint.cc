@@ -1,6 +1,7 @@
 #include "checkpoint.h"
 
 #include <cmath>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -93,13 +94,13 @@ void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
     optimizer->save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
   }
-  write_atomically(path, [&](const std::string& tmp) {
-    try {
-      archive.save_to(tmp);
-    } catch (const c10::Error& e) {
-      throw Error(path, "cannot write checkpoint: " + first_line(e.what()));
-    }
-  });
+  std::ostringstream bytes;
+  try {
+    archive.save_to(bytes);
+  } catch (const c10::Error& e) {
+    throw Error(path, "cannot serialise checkpoint: " + first_line(e.what()));
+  }
+  write_file_atomically(path, bytes.str());
 }
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {

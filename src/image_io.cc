@@ -16,6 +16,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
+#include "atomic_file.h"
 #include "error.h"
 
 // Decisions this file makes beyond the header's contract:
@@ -65,7 +66,7 @@ std::string errno_reason(int e) {
   }
 }
 
-std::vector<uchar> read_file(const std::string& path) {
+std::vector<uchar> read_image_bytes(const std::string& path) {
   std::error_code ec;
   fs::file_status st = fs::status(path, ec);
   if (ec && ec != std::errc::no_such_file_or_directory) throw Error(path, errno_reason(ec.value()));
@@ -258,17 +259,10 @@ int storable_depth(const std::string& ext, int depth) {
   return CV_8U;
 }
 
-std::string random_suffix() {
-  std::random_device rd;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rd()));
-  return buf;
-}
-
 }  // namespace
 
 ImageData load_image(const std::string& path, int64_t max_pixels) {
-  std::vector<uchar> bytes = read_file(path);
+  std::vector<uchar> bytes = read_image_bytes(path);
   Sniffed s = sniff(bytes);
   if (s.format.empty() && !cv::haveImageReader(path))
     throw Error(path, "not a recognised image (unknown format or corrupt data)");
@@ -392,38 +386,7 @@ void save_image(const std::string& path, const ImageData& image) {
     throw Error(path, "cannot encode as " + ext + ": " + e.msg);
   }
 
-  // Same directory as the target so rename() is atomic; the real extension last so anything
-  // inspecting the temporary sees the right type.
-  fs::path temp = dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-                         random_suffix() + target.extension().string());
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) throw Error(path, "cannot create a file in " + dir.string() + ": " + errno_reason(errno));
-  auto fail = [&](const std::string& reason) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw Error(path, reason);
-  };
-  const uchar* p = encoded.data();
-  size_t left = encoded.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      fail("write failed: " + errno_reason(err));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 && errno != EINVAL) {
-    int err = errno;
-    ::close(fd);
-    fail("write failed: " + errno_reason(err));
-  }
-  if (::close(fd) != 0) fail("write failed: " + errno_reason(errno));
-  fs::rename(temp, target, ec);
-  if (ec) fail("cannot replace the file: " + errno_reason(ec.value()));
+  write_file_atomically(path, encoded.data(), encoded.size());
 }
 
 torch::Tensor to_channels(const torch::Tensor& chw, int channels) {
