@@ -254,4 +254,10 @@ std::vector<ValidationImage> load_validation_set(const std::string& dir, int cha
   return images;
 }
 
+int64_t PatchDataset::pixel_count() const {
+  int64_t n = 0;
+  for (const auto& image : clean_) n += image.size(-2) * image.size(-1);
+  return n;
+}
+
 }  // namespace bottleneck

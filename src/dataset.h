@@ -50,6 +50,8 @@ class PatchDataset {
   TrainBatch batch(uint64_t seed, int64_t index, const NoiseSpec& noise) const;
 
   size_t size() const { return clean_.size(); }
+  // Pixels (per channel) of all clean images: what one epoch covers.
+  int64_t pixel_count() const;
   bool has_pairs() const { return !noisy_.empty(); }
   int channels() const;
   const PatchOptions& options() const { return options_; }

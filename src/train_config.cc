@@ -22,6 +22,7 @@ void validate(const TrainOptions& o) {
          std::to_string(o.arch.size_multiple()) + " (2^depth of the network)");
   if (o.batch < 1) fail("--batch must be >= 1");
   if (o.iterations < 1) fail("--iters must be >= 1");
+  if (!(o.epochs >= 0)) fail("--epochs must be >= 0");
   if (!(o.lr > 0)) fail("--lr must be > 0");
   if (!(o.lr_min >= 0 && o.lr_min <= o.lr)) fail("--lr-min must be in [0, lr]");
   if (o.schedule != "cosine" && o.schedule != "step" && o.schedule != "constant")
@@ -50,6 +51,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("patch", o.patch);
   v("batch", o.batch);
   v("iters", o.iterations);
+  v("epochs", o.epochs);
   v("lr", o.lr);
   v("lr_min", o.lr_min);
   v("schedule", o.schedule);

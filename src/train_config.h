@@ -21,6 +21,9 @@ struct TrainOptions {
   int patch = 64;                // training patch side, pixels, >= 8
   int batch = 16;                // patches per step, >= 1
   int64_t iterations = 5000;     // total optimisation steps of the run, > 0
+  double epochs = 0;             // if > 0, sets iterations so that the run's patches cover the
+                                 // training pixels this many times: ceil(epochs x pixels /
+                                 // (batch x patch^2)); resolved when the data is loaded
   double lr = 1e-3;              // Adam learning rate at the start, > 0
   double lr_min = 1e-5;          // cosine: final learning rate, 0 <= lr_min <= lr
   std::string schedule = "cosine";  // "cosine" (lr -> lr_min over the run), "step", "constant"

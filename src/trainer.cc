@@ -208,9 +208,10 @@ std::string format_fixed(double v, int digits) {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& options, const TrainControl& control, const Runtime& runtime,
+TrainResult train(const TrainOptions& requested, const TrainControl& control, const Runtime& runtime,
                   const Logger& log) {
-  validate(options);
+  validate(requested);
+  TrainOptions options = requested;  // with iterations resolved from epochs once data is loaded
   const std::string run_dir = options.out_dir;
   const std::string last_path = run_dir + "/last.ckpt";
   const std::string best_path = run_dir + "/best.ckpt";
@@ -231,6 +232,12 @@ TrainResult train(const TrainOptions& options, const TrainControl& control, cons
            options.pairs_dir.empty() ? "" : " (noisy partners from " + options.pairs_dir + ")");
   const PatchDataset dataset = PatchDataset::from_folder(
       options.data_dir, options.pairs_dir, channels, PatchOptions{options.patch, options.batch, options.augment}, log);
+  if (options.epochs > 0) {
+    const double patch_pixels = static_cast<double>(options.batch) * options.patch * options.patch;
+    options.iterations = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(options.epochs * static_cast<double>(dataset.pixel_count()) / patch_pixels)));
+    log.info(options.epochs, " epochs = ", options.iterations, " iterations");
+  }
   std::vector<ValidationImage> val_images;
   if (!options.val_dir.empty()) {
     val_images = load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log);

@@ -213,3 +213,14 @@ TEST(Train, LearningRateSchedules) {
   o.schedule = "constant";
   EXPECT_DOUBLE_EQ(learning_rate(o, 77), 1e-3);
 }
+
+TEST(Train, EpochsSetTheRunLengthFromTheData) {
+  TempDir dir;
+  make_data(dir);  // 24 images of 96 x 96 = 221184 pixels; a step is 8 x 48 x 48 = 18432 pixels
+  auto r = run_cli("train --data " + dir / "train" + " --out " + dir / "run " + kSmallNet + "--epochs 0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_checkpoint_info(dir / "run/last.ckpt").iteration, 6);
+  const TrainOptions resolved = train_options_from_json(read_file(dir / "run/config.json"), TrainOptions(), "config");
+  EXPECT_EQ(resolved.iterations, 6);
+  EXPECT_DOUBLE_EQ(resolved.epochs, 0.5);
+}

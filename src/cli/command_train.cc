@@ -36,6 +36,7 @@ void add_train_options(cxxopts::Options& o) {
       ("workers", "data loader threads (default 1)", cxxopts::value<int>());
   o.add_options("Optimisation")
       ("iters", "total optimisation steps (default 5000)", cxxopts::value<int64_t>())
+      ("epochs", "run length in passes over the training pixels (overrides --iters)", cxxopts::value<double>())
       ("lr", "Adam learning rate (default 1e-3)", cxxopts::value<double>())
       ("lr-min", "final learning rate of the cosine schedule (default 1e-5)", cxxopts::value<double>())
       ("schedule", "cosine, step or constant (default cosine)", cxxopts::value<std::string>())
@@ -71,6 +72,8 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("batch", t.batch);
   set("workers", t.loader_workers);
   set("iters", t.iterations);
+  set("epochs", t.epochs);
+  if (r.count("iters") && !r.count("epochs")) t.epochs = 0;  // an explicit --iters wins over a config's epochs
   set("lr", t.lr);
   set("lr-min", t.lr_min);
   set("schedule", t.schedule);
