@@ -1,5 +1,6 @@
 #include "exporter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -16,8 +17,16 @@
 namespace bottleneck {
 namespace {
 
-// The first line of a c10::Error: the rest is a C++ stack trace users should not see.
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+// The first non-empty line of a c10::Error (the rest is a C++ stack trace users should not
+// see); TorchScript compile errors start with a newline.
+std::string first_line(const std::string& s) {
+  const size_t start = std::min(s.find_first_not_of("\n \t"), s.size());
+  std::string line = s.substr(start, s.find('\n', start) - start);
+  // Messages may quote bytes of a damaged file: keep the terminal sane.
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  return line;
+}
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -37,9 +46,8 @@ class SourceWriter {
     const int multiple = spec_.size_multiple();
     std::ostringstream s;
     s << "def _check(self, x: Tensor) -> None:\n"
-      << "    if x.dim() != 4 or x.size(1) != " << spec_.in_channels << ":\n"
-      << "        raise Exception(\"model expects N x " << spec_.in_channels
-      << " x H x W input\")\n\n"
+      << "    assert x.dim() == 4 and x.size(1) == " << spec_.in_channels << ", \"model expects N x "
+      << spec_.in_channels << " x H x W input\"\n\n"
       // As pad_to_multiple in models.cc: reflection needs pad < side (it mirrors without
       // repeating the edge), tiny sides replicate; width first, then height.
       << "def _pad_end(self, x: Tensor, dim: int, amount: int) -> Tensor:\n"
@@ -226,6 +234,17 @@ void verify_export(const std::string& file, const std::string& path, Autoencoder
                           std::to_string(diff) + " (exporter bug; please report)");
 }
 
+// Whether `path` is a TorchScript file carrying our metadata (any failure means no).
+bool is_export(const std::string& path) {
+  try {
+    torch::jit::ExtraFilesMap extra{{kTorchScriptMetadataFile, ""}};
+    torch::jit::load(path, c10::Device(c10::kCPU), extra);
+    return !extra[kTorchScriptMetadataFile].empty();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 std::string torchscript_source(const ArchSpec& spec) {
@@ -242,11 +261,17 @@ torch::jit::Module to_torchscript(const AutoencoderImpl& model, c10::Device devi
 
   if (!model.buffers().empty())
     throw Error("exporter: the network has buffers, which the exporter does not copy");
-  std::map<std::string, torch::Tensor> params;
-  for (const auto& item : model.named_parameters()) params.emplace(flat_name(item.key()), item.value());
+  // In the network's order (layer by layer), which is how the file lists them.
+  std::vector<std::pair<std::string, torch::Tensor>> params;
+  std::map<std::string, torch::Tensor> by_name;
+  for (const auto& item : model.named_parameters()) {
+    params.emplace_back(flat_name(item.key()), item.value());
+    if (!by_name.emplace(params.back()).second)
+      throw Error("exporter: two parameters of the network flatten to " + params.back().first);
+  }
   for (const auto& [name, shape] : expected) {
-    auto it = params.find(name);
-    if (it == params.end())
+    auto it = by_name.find(name);
+    if (it == by_name.end())
       throw Error("exporter: the generated " + spec.kind + " uses " + name +
                   ", which the network does not have (models.cc and exporter.cc disagree)");
     if (it->second.sizes().vec() != shape)
@@ -260,6 +285,9 @@ torch::jit::Module to_torchscript(const AutoencoderImpl& model, c10::Device devi
 
   torch::jit::Module module(spec.kind == "unet" ? "__torch__.bottleneck.UNet"
                                                 : "__torch__.bottleneck.ConvAE");
+  // Python's nn.Module API (model.eval(), model.training) expects the attribute that scripted
+  // Python modules carry; a module built in C++ has it only when registered.
+  module.register_attribute("training", c10::BoolType::get(), false);
   for (const auto& [name, tensor] : params) {
     torch::Tensor copy =
         tensor.detach().to(device, torch::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
@@ -270,7 +298,6 @@ torch::jit::Module to_torchscript(const AutoencoderImpl& model, c10::Device devi
   } catch (const std::exception& e) {
     throw Error("exporter: generated TorchScript does not compile: " + first_line(e.what()));
   }
-  module.eval();
   return module;
 }
 
@@ -332,9 +359,16 @@ ModelInfo parse_export_metadata(const std::string& path, const std::string& json
 }
 
 ExportResult export_model(const ExportOptions& options) {
-  if (options.checkpoint.empty()) throw UsageError("export: --checkpoint is required");
-  if (options.output.empty()) throw UsageError("export: --output is required");
-  LoadedCheckpoint loaded = load_checkpoint(options.checkpoint);
+  if (options.checkpoint.empty()) throw UsageError("--checkpoint is required");
+  if (options.output.empty()) throw UsageError("--output is required");
+  LoadedCheckpoint loaded;
+  try {
+    loaded = load_checkpoint(options.checkpoint);
+  } catch (const Error&) {
+    if (is_export(options.checkpoint))
+      throw Error(options.checkpoint, "is already an exported model; export reads training checkpoints (.ckpt)");
+    throw;
+  }
   const torch::jit::Module module = to_torchscript(*loaded.model, options.device);
   const std::string metadata = export_metadata_json(loaded.info);
   write_atomically(options.output, [&](const std::string& tmp) {
