@@ -38,8 +38,13 @@ train_one() {
     if [ "$name" = gray ]; then recipe=("${gray[@]}"); else recipe=("${color[@]}"); fi
     "$cli" train "${common[@]}" "${recipe[@]}" --out "$run" "$@"
   fi
-  if "$cli" info "$run/last.ckpt" 2>/dev/null | grep -q "finished: yes"; then
+  local done_iters total
+  done_iters=$("$cli" info "$run/last.ckpt" | awk '/^iterations:/ {print $2}')
+  total=$(sed -n 's/.*"iters": \([0-9]*\).*/\1/p' "$run/config.json")
+  if [ "$done_iters" = "$total" ]; then
     "$cli" export --checkpoint "$run/best.ckpt" --output "$root/models/denoise-$name.pt"
+  else
+    echo "train_models: $name at iteration $done_iters of $total; run this script again to continue" >&2
   fi
 }
 

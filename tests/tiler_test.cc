@@ -72,12 +72,14 @@ TEST(Tiler, EqualsWholeImageInference) {
   struct Case {
     ArchSpec spec;
     std::vector<int> tiles;
+    int size;  // images are about this large, so windows (core + 2 x radius) are interior
   };
+  // Receptive radii: 24 for depth 2, 52 for depth 3 (56 with bilinear upsampling).
   const std::vector<Case> cases = {
-      {small_arch(1, {8, 16, 16}, "linear"), {8, 16, 24}},             // depth 2, gray
-      {small_arch(3, {8, 8, 16, 16}, "linear"), {8, 20, 32}},          // depth 3, colour
-      {small_arch(1, {8, 8, 16, 16}, "residual", "bilinear"), {16}},   // bilinear upsampling
-      {small_arch(3, {8, 16, 16}, "sigmoid"), {12}},
+      {small_arch(1, {8, 16, 16}, "linear"), {16, 24}, 130},             // depth 2, gray
+      {small_arch(3, {8, 8, 16, 16}, "linear"), {24, 48}, 220},         // depth 3, colour
+      {small_arch(1, {8, 8, 16, 16}, "residual", "bilinear"), {40}, 220},  // bilinear upsampling
+      {small_arch(3, {8, 16, 16}, "sigmoid"), {8}, 80},
   };
   uint64_t seed = 1;
   double worst = 0;
@@ -85,8 +87,8 @@ TEST(Tiler, EqualsWholeImageInference) {
     auto model = saved_model(dir, c.spec, seed);
     const int ch = c.spec.in_channels;
     // Odd sizes in both directions, larger than every tile so both directions are split.
-    const std::vector<torch::Tensor> images = {test::synthetic_image(ch, 45, 67, seed),
-                                               test::synthetic_image(ch, 61, 37, seed + 1)};
+    const std::vector<torch::Tensor> images = {test::synthetic_image(ch, c.size - 15, c.size + 7, seed),
+                                               test::synthetic_image(ch, c.size + 1, c.size - 23, seed + 1)};
     std::vector<torch::Tensor> whole;
     for (const auto& img : images) whole.push_back(model->forward(img.unsqueeze(0)).squeeze(0));
     for (int tile : c.tiles) {
@@ -95,6 +97,14 @@ TEST(Tiler, EqualsWholeImageInference) {
         o.tile = tile;
         o.batch = batch;
         const auto tiled = run_tiled(*model, images, o);
+        // Some windows must be interior in each direction, or the check would be vacuous.
+        const int64_t h = images[0].size(1), w = images[0].size(2);
+        bool inner_y = false, inner_x = false;
+        for (const Tile& t : plan_tiles(h, w, tile, c.spec.size_multiple(), model->receptive_radius())) {
+          inner_y = inner_y || (t.y0 > 0 && t.y1 < h);
+          inner_x = inner_x || (t.x0 > 0 && t.x1 < w);
+        }
+        EXPECT_TRUE(inner_y && inner_x) << "tile " << tile;
         ASSERT_EQ(tiled.size(), images.size());
         for (size_t i = 0; i < images.size(); ++i) {
           ASSERT_EQ(tiled[i].sizes(), images[i].sizes());

@@ -1,0 +1,84 @@
+#include <cmath>
+#include <iostream>
+#include <iomanip>
+#include <sstream>
+
+#include "cli/command.h"
+#include "denoiser.h"
+#include "error.h"
+#include "progress.h"
+
+namespace bottleneck::cli {
+
+namespace {
+
+void add_denoise_options(cxxopts::Options& o) {
+  o.add_options("Files")
+      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model (required)",
+       cxxopts::value<std::string>())
+      ("input", "an image file or a folder (searched recursively)", cxxopts::value<std::string>())
+      ("output", "output folder; mirrors the input's relative paths, keeping format and bit depth",
+       cxxopts::value<std::string>())
+      ("suffix", "write NAME.S.EXT (required when the output folder is the input folder or inside it)",
+       cxxopts::value<std::string>())
+      ("skip-existing", "leave files whose outputs exist (resume an interrupted job)")
+      ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
+  o.add_options("Evaluation")
+      ("add-noise", "add this noise before denoising, e.g. gaussian:25 (seeded by --seed)",
+       cxxopts::value<std::string>())
+      ("compare", "also write NAME.compare.png: clean | noisy | denoised (with --add-noise) or input | denoised");
+  o.add_options("Inference")
+      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 512)", cxxopts::value<int>())
+      ("batch", "tiles or small images per forward pass (default 4)", cxxopts::value<int>());
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
+  DenoiseOptions o;
+  if (!r.count("model"))
+    throw UsageError("--model is required: no model ships with bottleneck yet; train one with "
+                     "`bottleneck train` and pass RUN_DIR/best.ckpt");
+  o.model = r["model"].as<std::string>();
+  if (!r.count("input") || !r.count("output"))
+    throw UsageError("give the input and the output folder: denoise --model M INPUT OUTPUT (or --input/--output)");
+  o.input = r["input"].as<std::string>();
+  o.output = r["output"].as<std::string>();
+  o.suffix = get_or<std::string>(r, "suffix", o.suffix);
+  o.add_noise = get_or<std::string>(r, "add-noise", o.add_noise);
+  o.seed = ctx.runtime.seed;
+  o.compare = r.count("compare") > 0;
+  o.skip_existing = r.count("skip-existing") > 0;
+  o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
+  o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
+  o.tiling.batch = get_or<int>(r, "batch", o.tiling.batch);
+  o.tiling.device = ctx.runtime.device;
+  o.progress_tty = is_terminal(2);
+
+  const DenoiseReport report = denoise(o, ctx.log);
+  if (!o.add_noise.empty() && report.denoised > 0)
+    ctx.log.info("mean PSNR ", fixed(report.noisy_psnr, 2), " dB noisy -> ", fixed(report.denoised_psnr, 2),
+                 " dB denoised; SSIM ", fixed(report.noisy_ssim, 3), " -> ", fixed(report.denoised_ssim, 3));
+  // The summary is printed even with --quiet when something failed: the exit code needs a reason.
+  if (report.failed > 0 || ctx.log.enabled(LogLevel::kInfo)) std::cerr << summary_line(report) << "\n";
+  return report.failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+Command denoise_command() {
+  Command c;
+  c.name = "denoise";
+  c.summary = "denoise an image or a folder of images with a trained model";
+  c.positional_help = "[INPUT] [OUTPUT]";
+  c.positionals = {"input", "output"};
+  c.add_options = add_denoise_options;
+  c.run = run_denoise;
+  return c;
+}
+
+}  // namespace bottleneck::cli

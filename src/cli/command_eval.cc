@@ -1,0 +1,67 @@
+#include <iostream>
+
+#include "atomic_file.h"
+#include "cli/command.h"
+#include "error.h"
+#include "evaluator.h"
+#include "progress.h"
+
+namespace bottleneck::cli {
+
+namespace {
+
+void add_eval_options(cxxopts::Options& o) {
+  o.add_options("Evaluation")
+      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model (required)",
+       cxxopts::value<std::string>())
+      ("clean", "folder of clean images (recursive) or one image (required)", cxxopts::value<std::string>())
+      ("noise", "comma-separated noise specs, one row each (default gaussian:25)", cxxopts::value<std::string>())
+      ("json", "also write every number (per level and per image) to this JSON file", cxxopts::value<std::string>())
+      ("no-nlm", "do not run OpenCV's non-local means baseline")
+      ("max-images", "evaluate the first N images only (default all)", cxxopts::value<int>())
+      ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
+  o.add_options("Inference")
+      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 512)", cxxopts::value<int>())
+      ("batch", "tiles per forward pass (default 4)", cxxopts::value<int>());
+}
+
+int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
+  EvalOptions o;
+  if (!r.count("model"))
+    throw UsageError("--model is required: no model ships with bottleneck yet; train one with "
+                     "`bottleneck train` and pass RUN_DIR/best.ckpt");
+  if (!r.count("clean")) throw UsageError("--clean DIR is required");
+  o.model = r["model"].as<std::string>();
+  o.clean = r["clean"].as<std::string>();
+  o.noise = get_or<std::string>(r, "noise", o.noise);
+  o.seed = ctx.runtime.seed;
+  o.nlm = r.count("no-nlm") == 0;
+  o.max_images = get_or<int>(r, "max-images", o.max_images);
+  o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
+  o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
+  o.tiling.batch = get_or<int>(r, "batch", o.tiling.batch);
+  o.tiling.device = ctx.runtime.device;
+  o.progress_tty = is_terminal(2);
+
+  const EvalResult result = evaluate(o, ctx.log);
+  std::cout << eval_table(result) << std::flush;
+  if (r.count("json")) {
+    const std::string path = r["json"].as<std::string>();
+    write_file_atomically(path, eval_json(result));
+    ctx.log.info("wrote ", path);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command eval_command() {
+  Command c;
+  c.name = "eval";
+  c.summary = "measure a model against its noisy input and non-local means (PSNR, SSIM, speed)";
+  c.add_options = add_eval_options;
+  c.run = run_eval;
+  return c;
+}
+
+}  // namespace bottleneck::cli

@@ -1,0 +1,365 @@
+#include "denoiser.h"
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <iomanip>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include "atomic_file.h"
+#include "comparison.h"
+#include "error.h"
+#include "metrics.h"
+#include "model_file.h"
+#include "noise.h"
+#include "progress.h"
+
+namespace bottleneck {
+namespace fs = std::filesystem;
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+// A queue between pipeline stages: push blocks while full, pop while empty; close() wakes both
+// sides (push then fails, pop drains what is left and then returns nothing).
+template <typename T>
+class BoundedQueue {
+ public:
+  explicit BoundedQueue(size_t capacity) : capacity_(capacity) {}
+  bool push(T item) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
+    if (closed_) return false;
+    items_.push_back(std::move(item));
+    not_empty_.notify_one();
+    return true;
+  }
+  std::optional<T> pop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
+    if (items_.empty()) return std::nullopt;
+    T item = std::move(items_.front());
+    items_.pop_front();
+    not_full_.notify_one();
+    return item;
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    not_empty_.notify_all();
+    not_full_.notify_all();
+  }
+
+ private:
+  size_t capacity_;
+  std::deque<T> items_;
+  bool closed_ = false;
+  std::mutex mutex_;
+  std::condition_variable not_empty_, not_full_;
+};
+
+struct Job {
+  std::string path;          // input file as found
+  std::string relative;      // '/'-separated, relative to the input root
+  std::string output;        // where the denoised image goes
+  std::string compare;       // comparison image path, "" when not asked for
+};
+
+struct Item {
+  const Job* job = nullptr;
+  enum class State { kLoaded, kSkipped, kFailed } state = State::kFailed;
+  std::string error;         // "FILE: reason" when failed
+  ImageData image;           // as decoded (the clean image when noise is added)
+  torch::Tensor input;       // what the model sees: the pixels, or the noisy pixels (not clipped)
+  torch::Tensor denoised;    // clipped to [0,1]
+};
+
+bool is_inside(const fs::path& child, const fs::path& parent) {
+  auto c = child.begin();
+  for (auto p = parent.begin(); p != parent.end(); ++p, ++c)
+    if (c == child.end() || *c != *p) return false;
+  return true;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Files a previous run wrote into the input tree (outputs beside their inputs, comparisons,
+// temporaries of a killed run): not inputs. (An original named like an output, NAME.SUFFIX.EXT,
+// is taken for one too: choose another suffix for such a folder.)
+bool looks_generated(const fs::path& file, const std::string& suffix) {
+  const std::string name = file.filename().string();
+  const std::string stem = file.stem().string();
+  if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos) return true;
+  if (ends_with(name, ".compare.png")) return true;
+  return !suffix.empty() && ends_with(stem, "." + suffix);
+}
+
+void validate(const DenoiseOptions& o) {
+  if (o.model.empty()) throw UsageError("--model is required (no model ships with bottleneck yet; train one)");
+  if (o.input.empty()) throw UsageError("an input file or folder is required (--input)");
+  if (o.output.empty()) throw UsageError("an output folder is required (--output)");
+  if (o.tiling.tile < 0) throw UsageError("--tile must be >= 0 (0 = whole images)");
+  if (o.tiling.batch < 1) throw UsageError("--batch must be >= 1");
+  if (o.prefetch < 1) throw UsageError("prefetch must be >= 1");
+  if (o.max_pixels < 1) throw UsageError("--max-pixels must be >= 1");
+  if (o.suffix.find_first_of("/\\") != std::string::npos || (!o.suffix.empty() && o.suffix[0] == '.'))
+    throw UsageError("--suffix '" + o.suffix + "' must be a plain word such as 'dn' (no '/', no leading '.')");
+}
+
+// The files to process and where their results go; refuses layouts that could overwrite inputs.
+std::vector<Job> plan_jobs(const DenoiseOptions& o) {
+  std::error_code ec;
+  const fs::path input(o.input);
+  if (!fs::exists(input, ec)) throw Error(o.input, "no such file or directory");
+  const bool folder = fs::is_directory(input, ec);
+  const fs::path in_dir = fs::weakly_canonical(folder ? input : input.parent_path().empty() ? "." : input.parent_path());
+  const fs::path out_dir = fs::weakly_canonical(o.output);
+  const bool same = out_dir == in_dir;
+  const bool overlaps = same || (folder && is_inside(out_dir, in_dir));
+  if (overlaps && o.suffix.empty())
+    throw UsageError(std::string("the output folder ") + (same ? "is" : "lies inside") +
+                     " the input folder; pass --suffix S to write NAME.S.EXT there, or choose another --output");
+
+  std::vector<std::string> files;
+  std::set<fs::path> inputs;
+  for (const auto& f : folder ? list_images(o.input) : std::vector<std::string>{o.input}) {
+    const fs::path canonical = fs::weakly_canonical(f);
+    if (overlaps && ((!same && is_inside(canonical, out_dir)) || looks_generated(canonical, o.suffix))) continue;
+    files.push_back(f);
+    inputs.insert(canonical);
+  }
+  std::vector<Job> jobs;
+  for (const auto& f : files) {
+    Job job;
+    job.path = f;
+    const fs::path rel = folder ? fs::path(f).lexically_relative(input) : fs::path(f).filename();
+    job.relative = rel.generic_string();
+    const std::string stem = rel.stem().string() + (o.suffix.empty() ? "" : "." + o.suffix);
+    const fs::path dir = fs::path(o.output) / rel.parent_path();
+    job.output = (dir / (stem + rel.extension().string())).string();
+    if (o.compare) job.compare = (dir / (stem + ".compare.png")).string();
+    // Belt and braces: whatever the layout, never write over an input.
+    if (inputs.count(fs::weakly_canonical(job.output)) || (o.compare && inputs.count(fs::weakly_canonical(job.compare))))
+      throw UsageError(job.output + ": the output would overwrite an input; use --suffix or another --output");
+    jobs.push_back(std::move(job));
+  }
+  if (jobs.empty()) throw Error(o.input, folder ? "no images found (png jpg jpeg bmp tif tiff webp pgm ppm pnm)" : "nothing to do");
+  return jobs;
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+// Writes the outputs of one item (throws on failure) and, when the clean image is known, its
+// quality numbers.
+void write_outputs(const Item& item, const DenoiseOptions& o, const std::string& noise_text,
+                   double* psnr_noisy, double* ssim_noisy, double* psnr_out, double* ssim_out) {
+  const Job& job = *item.job;
+  const fs::path parent = fs::path(job.output).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (ec) throw Error(parent.string(), "cannot create the folder: " + ec.message());
+  ImageData out;
+  out.pixels = item.denoised;
+  out.alpha = item.image.alpha;
+  out.depth = item.image.depth;
+  save_image(job.output, out);
+
+  const bool known_clean = !o.add_noise.empty();
+  const torch::Tensor shown_input = item.input.clamp(0, 1);
+  if (known_clean) {
+    const torch::Tensor& clean = item.image.pixels;
+    *psnr_noisy = psnr(shown_input, clean);
+    *ssim_noisy = ssim(shown_input, clean);
+    *psnr_out = psnr(item.denoised, clean);
+    *ssim_out = ssim(item.denoised, clean);
+  }
+  if (job.compare.empty()) return;
+  std::vector<Panel> panels;
+  if (known_clean) {
+    panels.push_back({item.image.pixels, "clean", ""});
+    panels.push_back({shown_input, "noisy (" + noise_text + ")", quality_caption(*psnr_noisy, *ssim_noisy)});
+    panels.push_back({item.denoised, "denoised", quality_caption(*psnr_out, *ssim_out)});
+  } else {
+    panels.push_back({shown_input, "input", ""});
+    panels.push_back({item.denoised, "denoised", ""});
+  }
+  const cv::Mat strip = make_comparison(panels);
+  write_atomically(job.compare, [&](const std::string& tmp) {
+    if (!cv::imwrite(tmp, strip)) throw Error(job.compare, "cannot write the comparison image");
+  });
+}
+
+}  // namespace
+
+uint64_t file_noise_seed(uint64_t seed, const std::string& relative_path) {
+  uint64_t h = 0xCBF29CE484222325ULL;  // FNV-1a over the path bytes
+  for (unsigned char c : relative_path) h = (h ^ c) * 0x100000001B3ULL;
+  return splitmix64(splitmix64(seed) ^ h);
+}
+
+std::string summary_line(const DenoiseReport& r) {
+  return "denoised " + std::to_string(r.denoised) + ", skipped " + std::to_string(r.skipped) + ", failed " +
+         std::to_string(r.failed) + " (" + fixed(r.megapixels, 1) + " MP in " + fixed(r.seconds, 1) + " s)";
+}
+
+DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
+  validate(options);
+  const std::optional<NoiseSpec> noise =
+      options.add_noise.empty() ? std::nullopt : std::optional<NoiseSpec>(parse_noise(options.add_noise));
+  const std::string noise_text = noise ? to_string(*noise) : "";
+  const std::vector<Job> jobs = plan_jobs(options);
+  std::unique_ptr<InferenceModel> model = load_model(options.model, options.tiling.device);
+  log.debug("model ", options.model, ": ", model->channels(), " channel(s), receptive radius ",
+            model->receptive_radius(), ", size multiple ", model->info().arch.size_multiple());
+
+  DenoiseReport report;
+  const auto start = std::chrono::steady_clock::now();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  double sums[4] = {0, 0, 0, 0};
+
+  BoundedQueue<Item> decoded(static_cast<size_t>(options.prefetch));
+  BoundedQueue<Item> finished(static_cast<size_t>(options.prefetch));
+
+  std::thread reader([&] {
+    for (const Job& job : jobs) {
+      Item item;
+      item.job = &job;
+      std::error_code ec;
+      if (options.skip_existing && fs::exists(job.output, ec) && (job.compare.empty() || fs::exists(job.compare, ec))) {
+        item.state = Item::State::kSkipped;
+      } else {
+        try {
+          item.image = load_image(job.path, options.max_pixels);
+          item.state = Item::State::kLoaded;
+        } catch (const std::exception& e) {
+          item.error = e.what();
+        }
+      }
+      if (!decoded.push(std::move(item))) return;
+    }
+    decoded.close();
+  });
+
+  ProgressBar::Options bar_options;
+  bar_options.label = "denoise";
+  bar_options.unit = "files";
+  bar_options.tty = options.progress_tty;
+  bar_options.enabled = log.enabled(LogLevel::kInfo);
+  ProgressBar bar(static_cast<int64_t>(jobs.size()), 0, bar_options, std::cerr);
+
+  std::thread writer([&] {
+    int64_t done = 0;
+    while (std::optional<Item> item = finished.pop()) {
+      if (item->state == Item::State::kLoaded) {
+        try {
+          double q[4] = {nan, nan, nan, nan};
+          write_outputs(*item, options, noise_text, &q[0], &q[1], &q[2], &q[3]);
+          ++report.denoised;
+          report.megapixels += static_cast<double>(item->denoised.size(1) * item->denoised.size(2)) / 1e6;
+          for (int k = 0; k < 4; ++k) sums[k] += q[k];
+        } catch (const std::exception& e) {
+          item->state = Item::State::kFailed;
+          item->error = e.what();
+        }
+      } else if (item->state == Item::State::kSkipped) {
+        ++report.skipped;
+      }
+      if (item->state == Item::State::kFailed) {
+        ++report.failed;
+        report.failures.push_back(item->error);
+        log.warn(item->error);
+      }
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      // The last file is reported by finish().
+      if (++done < static_cast<int64_t>(jobs.size()))
+        bar.update(done, fixed(report.megapixels / std::max(elapsed, 1e-9), 2) + " MP/s");
+    }
+  });
+
+  // The model stage. Small images (one tile each) are gathered into groups of up to `batch`
+  // so equal sizes share forward passes.
+  auto is_small = [&](const Item& it) {
+    const int tile = options.tiling.tile;
+    return tile == 0 || (it.image.pixels.size(1) <= tile && it.image.pixels.size(2) <= tile);
+  };
+  auto run_group = [&](std::vector<Item>& group) {
+    if (group.empty()) return;
+    try {
+      std::vector<torch::Tensor> inputs;
+      for (Item& it : group) {
+        it.input = noise ? add_noise(it.image.pixels, *noise, file_noise_seed(options.seed, it.job->relative))
+                         : it.image.pixels;
+        inputs.push_back(it.input);
+      }
+      std::vector<torch::Tensor> outputs = denoise_images(*model, inputs, options.tiling);
+      for (size_t k = 0; k < group.size(); ++k) group[k].denoised = outputs[k];
+    } catch (const std::exception& e) {
+      for (Item& it : group) {
+        it.state = Item::State::kFailed;
+        it.error = it.job->path + ": " + e.what();
+      }
+    }
+    for (Item& it : group) finished.push(std::move(it));
+    group.clear();
+  };
+
+  try {
+    std::vector<Item> group;
+    while (std::optional<Item> item = decoded.pop()) {
+      if (item->state != Item::State::kLoaded) {
+        run_group(group);
+        finished.push(std::move(*item));
+      } else if (!is_small(*item)) {
+        run_group(group);
+        group.push_back(std::move(*item));
+        run_group(group);
+      } else {
+        group.push_back(std::move(*item));
+        if (static_cast<int>(group.size()) >= options.tiling.batch) run_group(group);
+      }
+    }
+    run_group(group);
+  } catch (...) {
+    decoded.close();
+    finished.close();
+    reader.join();
+    writer.join();
+    throw;
+  }
+  finished.close();
+  reader.join();
+  writer.join();
+
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  bar.finish(fixed(report.megapixels / std::max(report.seconds, 1e-9), 2) + " MP/s");
+  const double n = static_cast<double>(report.denoised);
+  report.noisy_psnr = noise && n > 0 ? sums[0] / n : nan;
+  report.noisy_ssim = noise && n > 0 ? sums[1] / n : nan;
+  report.denoised_psnr = noise && n > 0 ? sums[2] / n : nan;
+  report.denoised_ssim = noise && n > 0 ? sums[3] / n : nan;
+  return report;
+}
+
+}  // namespace bottleneck

@@ -1,0 +1,80 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "image_io.h"
+#include "log.h"
+#include "tiler.h"
+
+namespace bottleneck {
+
+// `bottleneck eval`: how good is a model, against its noisy input and against OpenCV's
+// non-local means, on clean images with synthetic noise.
+//
+// Protocol: each clean image is converted to the model's channels (colour -> gray by BT.601 luma,
+// gray -> colour by replication), noise is added to the float image in [0,1] (neither clipped
+// nor quantised) with a seed that depends only on `seed` and the image's relative path
+// (file_noise_seed, as `denoise --add-noise` uses), and the model sees that float image. PSNR
+// and SSIM are measured against the clean float image on outputs clipped to [0,1]; the noisy
+// input is scored clipped too. Non-local means needs 8-bit input, so it gets the clipped noisy
+// image rounded to 8 bits (its output is 8-bit as well): the classic tool as people use it.
+struct EvalOptions {
+  std::string model;                  // model file (checkpoint or TorchScript); required
+  std::string clean;                  // folder of clean images (recursive) or one image; required
+  std::string noise = "gaussian:25";  // comma-separated noise specs, one table row each
+  uint64_t seed = 0;                  // base seed of the noise
+  bool nlm = true;                    // also run OpenCV's fastNlMeansDenoising(Colored)
+  int max_images = 0;                 // evaluate the first N images only; 0 = all
+  TileOptions tiling;                 // how the model runs (tile, batch, device)
+  int64_t max_pixels = kDefaultMaxPixels;  // larger images are an error
+  bool progress_tty = false;          // redraw the progress line in place
+};
+
+// Mean quality of one method over the images; NaN where it did not run.
+struct MethodScore {
+  double psnr = 0;               // dB, mean over images
+  double ssim = 0;               // mean over images
+  double seconds_per_image = 0;  // wall time per image (noisy: 0)
+};
+
+struct ImageScore {
+  std::string name;  // path relative to the clean folder
+  double noisy_psnr = 0, noisy_ssim = 0;
+  double nlm_psnr = 0, nlm_ssim = 0;      // NaN when NLM did not run
+  double model_psnr = 0, model_ssim = 0;
+  double nlm_sigma = 0;                   // sigma NLM's h was set from (0-255), NaN if no NLM
+};
+
+struct LevelResult {
+  std::string noise;     // canonical spec text
+  std::string nlm_note;  // how NLM's h was chosen, or why NLM did not run
+  MethodScore noisy, nlm, model;
+  std::vector<ImageScore> images;
+};
+
+struct EvalResult {
+  std::string model;       // the model file
+  std::string model_arch;  // its ArchSpec JSON
+  std::string clean;       // the clean folder
+  int channels = 0;        // channels the images were evaluated in (the model's)
+  uint64_t seed = 0;
+  std::vector<LevelResult> levels;  // in the order of EvalOptions::noise
+};
+
+// Runs the evaluation; throws UsageError for bad options and Error(file, reason) for an
+// unreadable model or image (numbers over a silently shortened set would mislead).
+EvalResult evaluate(const EvalOptions& options, const Logger& log);
+
+// A markdown table, one row per noise level: PSNR / SSIM of noisy, NLM and model, seconds per
+// image of NLM and model.
+std::string eval_table(const EvalResult& result);
+// Every number, per level and per image (NaN written as null).
+std::string eval_json(const EvalResult& result);
+
+// OpenCV's h for non-local means at noise sigma (0-255 scale), and hColor for colour images.
+// The rule and the measurements behind it are in evaluator.cc.
+double nlm_h(double sigma, int channels);
+
+}  // namespace bottleneck
