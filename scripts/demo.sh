@@ -27,7 +27,7 @@ if [ ! -f "$model" ]; then
              brick.png grass.png gravel.png coins.png moon.png; do
       [ -f "$out/train/$f" ] || cp "$samples/$f" "$out/train/$f"
     done
-    echo "demo: no shipped model found; training a small one first (about 3 minutes)" >&2
+    echo "demo: no shipped model found; training a small one first (about a minute)" >&2
     "$cli" train --data "$out/train" --out "$out/quick-model" --arch unet-s --channels 3 \
       --noise gaussian:0-55 --iters 400 --patch 64 --batch 8 --lr 2e-3 --log-every 50
   fi
