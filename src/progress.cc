@@ -87,7 +87,8 @@ void ProgressBar::update(int64_t current, const std::string& extra) {
     if (printed_any_ && since_print < kTtyRedrawS) return;
     out_ << '\r' << render(current, extra) << "\x1b[K" << std::flush;
   } else {
-    if (printed_any_ && since_print < options_.plain_interval_s) return;
+    // The last unit's line is finish()'s to print, so a log does not end with the same step twice.
+    if (printed_any_ && (since_print < options_.plain_interval_s || (total_ > 0 && current >= total_))) return;
     out_ << render(current, extra) << '\n' << std::flush;
   }
   printed_any_ = true;

@@ -315,6 +315,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   model->train();
   int64_t steps_this_run = 0;
   bool stopped_early = false;
+  std::string progress_text;
   while (iteration < options.iterations) {
     if ((control.stop && control.stop->load()) ||
         (control.stop_after > 0 && steps_this_run >= control.stop_after) ||
@@ -373,15 +374,15 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
     }
     if (iteration % options.checkpoint_every == 0 || iteration == options.iterations) save_last();
 
-    std::string extra = "loss " + format_fixed(loss_value, 5) + " | " + format_fixed(patches_per_s, 1) + " img/s";
-    if (std::isfinite(last_val)) extra += " | val " + format_fixed(last_val, 2) + " dB";
-    progress.update(iteration, extra);
+    progress_text = "loss " + format_fixed(loss_value, 5) + " | " + format_fixed(patches_per_s, 1) + " img/s";
+    if (std::isfinite(last_val)) progress_text += " | val " + format_fixed(last_val, 2) + " dB";
+    progress.update(iteration, progress_text);
   }
   // Always leave `last` at the step we stopped on, whatever the reason.
   save_last();
   if (validator.empty() && !fs::exists(best_path, ec)) save_checkpoint(best_path, *model, nullptr, make_info(iteration));
   const double seconds = seconds_since_start();
-  progress.finish(stopped_early ? "stopped" : "done");
+  progress.finish(progress_text + (stopped_early ? " | stopped" : " | done"));
 
   TrainResult result;
   result.iteration = iteration;
