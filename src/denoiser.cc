@@ -13,16 +13,16 @@
 #include <sstream>
 #include <thread>
 
-#include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
 #include "comparison.h"
 #include "error.h"
+#include "image_io.h"
 #include "metrics.h"
 #include "model_file.h"
 #include "noise.h"
 #include "progress.h"
+#include "text_format.h"
 
 namespace bottleneck {
 namespace fs = std::filesystem;
@@ -165,12 +165,6 @@ std::vector<Job> plan_jobs(const DenoiseOptions& o) {
   return jobs;
 }
 
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
-
 // Writes the outputs of one item (throws on failure) and, when the clean image is known, its
 // quality numbers.
 void write_outputs(const Item& item, const DenoiseOptions& o, const std::string& noise_text,
@@ -205,10 +199,7 @@ void write_outputs(const Item& item, const DenoiseOptions& o, const std::string&
     panels.push_back({shown_input, "input", ""});
     panels.push_back({item.denoised, "denoised", ""});
   }
-  const cv::Mat strip = make_comparison(panels);
-  write_atomically(job.compare, [&](const std::string& tmp) {
-    if (!cv::imwrite(tmp, strip)) throw Error(job.compare, "cannot write the comparison image");
-  });
+  save_mat(job.compare, make_comparison(panels));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "model_file.h"
 #include "noise.h"
 #include "progress.h"
+#include "text_format.h"
 
 namespace bottleneck {
 namespace fs = std::filesystem;
@@ -87,10 +88,7 @@ double mean_of(const std::vector<ImageScore>& v, double ImageScore::*field) {
 }
 
 std::string cell(double v, int digits) {
-  if (std::isnan(v)) return "-";
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
+  return std::isnan(v) ? "-" : fixed(v, digits);
 }
 
 nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }

@@ -389,6 +389,17 @@ void save_image(const std::string& path, const ImageData& image) {
   write_file_atomically(path, encoded.data(), encoded.size());
 }
 
+void save_mat(const std::string& path, const cv::Mat& mat) {
+  std::vector<uchar> encoded;
+  try {
+    if (!cv::imencode(fs::path(path).extension().string(), mat, encoded))
+      throw Error(path, "the image encoder failed");
+  } catch (const cv::Exception& e) {
+    throw Error(path, "cannot encode the image: " + e.msg);
+  }
+  write_file_atomically(path, encoded.data(), encoded.size());
+}
+
 torch::Tensor to_channels(const torch::Tensor& chw, int channels) {
   if (chw.dim() < 3) throw Error("to_channels: expected C x H x W, got " + std::to_string(chw.dim()) + " dimensions");
   int64_t c = chw.size(-3);

@@ -30,6 +30,10 @@ ImageData load_image(const std::string& path, int64_t max_pixels = kDefaultMaxPi
 // temporary file beside `path` and renamed, so a killed process never leaves a partial file.
 void save_image(const std::string& path, const ImageData& image);
 
+// Writes an OpenCV image as it is laid out (gray, BGR or BGRA; 8 or 16 bits) in the format the
+// extension names, atomically like save_image. For pictures made with OpenCV (charts, strips).
+void save_mat(const std::string& path, const cv::Mat& mat);
+
 // cv::Mat (HxW or HxWxC as OpenCV decodes: BGR/BGRA, 8U/16U/32F) <-> float C x H x W in [0,1].
 // Alpha, if present, is dropped by mat_to_tensor; tensor_to_mat rounds and saturates.
 torch::Tensor mat_to_tensor(const cv::Mat& mat);

@@ -9,11 +9,10 @@
 #include <vector>
 
 #include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "atomic_file.h"
 #include "error.h"
+#include "image_io.h"
 
 namespace bottleneck {
 namespace {
@@ -533,15 +532,7 @@ void write_training_curves(const std::string& path, const std::vector<double>& l
   cv::vconcat(render(loss_chart, loss_series, top, st, left),
               render(psnr_chart, psnr_series, bottom, st, left), both);
 
-  write_atomically(path, [&](const std::string& tmp) {
-    bool ok = false;
-    try {
-      ok = cv::imwrite(tmp, both);
-    } catch (const cv::Exception& e) {
-      throw Error(path, std::string("cannot write PNG: ") + e.what());
-    }
-    if (!ok) throw Error(path, "cannot write PNG");
-  });
+  save_mat(path, both);
 }
 
 }  // namespace bottleneck

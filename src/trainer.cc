@@ -9,7 +9,6 @@
 #include <limits>
 #include <sstream>
 
-#include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
 #include "atomic_file.h"
@@ -17,12 +16,14 @@
 #include "comparison.h"
 #include "dataset.h"
 #include "error.h"
+#include "image_io.h"
 #include "metrics.h"
 #include "models.h"
 #include "noise.h"
 #include "plot.h"
 #include "progress.h"
 #include "bottleneck/version.h"
+#include "text_format.h"
 
 namespace fs = std::filesystem;
 
@@ -171,9 +172,7 @@ class Validator {
         fs::path name = fs::path(im.name).replace_extension(".png");
         std::string flat = name.string();
         std::replace(flat.begin(), flat.end(), '/', '_');
-        write_atomically(samples_dir_ + "/" + flat, [&](const std::string& tmp) {
-          if (!cv::imwrite(tmp, strip)) throw Error(samples_dir_ + "/" + flat, "cannot write sample image");
-        });
+        save_mat(samples_dir_ + "/" + flat, strip);
       }
     }
     const double n = static_cast<double>(images_.size());
@@ -198,12 +197,6 @@ bool parameters_finite(const AutoencoderImpl& model) {
 
 void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-}
-
-std::string format_fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
 }
 
 }  // namespace
@@ -269,7 +262,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   }
   write_file_atomically(run_dir + "/config.json", to_json(options) + "\n");
   log.info("training ", options.arch.kind, " (", parameter_count(*model), " parameters, ",
-           format_fixed(2 * model->macs_per_pixel() / 1e3, 1), " kFLOP/pixel) on ", dataset.size(), " images, ",
+           fixed(2 * model->macs_per_pixel() / 1e3, 1), " kFLOP/pixel) on ", dataset.size(), " images, ",
            runtime.device.str(), ", ", runtime.threads, " threads");
 
   auto make_info = [&](int64_t it) {
@@ -365,8 +358,8 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
           save_checkpoint(best_path, *model, nullptr, make_info(iteration));
         }
         if (!progress_options.tty || !progress_options.enabled)
-          log.info("validation at ", iteration, ": PSNR ", format_fixed(v.psnr, 2), " dB (noisy ",
-                   format_fixed(v.psnr_noisy, 2), "), SSIM ", format_fixed(v.ssim, 4), ", best ", format_fixed(best, 2));
+          log.info("validation at ", iteration, ": PSNR ", fixed(v.psnr, 2), " dB (noisy ",
+                   fixed(v.psnr_noisy, 2), "), SSIM ", fixed(v.ssim, 4), ", best ", fixed(best, 2));
       }
       metrics.add(row);
       metrics.write();
@@ -374,8 +367,8 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
     }
     if (iteration % options.checkpoint_every == 0 || iteration == options.iterations) save_last();
 
-    progress_text = "loss " + format_fixed(loss_value, 5) + " | " + format_fixed(patches_per_s, 1) + " img/s";
-    if (std::isfinite(last_val)) progress_text += " | val " + format_fixed(last_val, 2) + " dB";
+    progress_text = "loss " + fixed(loss_value, 5) + " | " + fixed(patches_per_s, 1) + " img/s";
+    if (std::isfinite(last_val)) progress_text += " | val " + fixed(last_val, 2) + " dB";
     progress.update(iteration, progress_text);
   }
   // Always leave `last` at the step we stopped on, whatever the reason.

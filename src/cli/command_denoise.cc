@@ -7,6 +7,7 @@
 #include "denoiser.h"
 #include "error.h"
 #include "progress.h"
+#include "text_format.h"
 
 namespace bottleneck::cli {
 
@@ -30,12 +31,6 @@ void add_denoise_options(cxxopts::Options& o) {
   o.add_options("Inference")
       ("tile", "tile core side in pixels; 0 = whole images in one pass (default 512)", cxxopts::value<int>())
       ("batch", "tiles or small images per forward pass (default 4)", cxxopts::value<int>());
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
 }
 
 int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {

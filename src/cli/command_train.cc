@@ -9,6 +9,7 @@
 #include "error.h"
 #include "progress.h"
 #include "trainer.h"
+#include "text_format.h"
 
 namespace bottleneck::cli {
 
@@ -89,12 +90,6 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   if (r.count("no-augment")) t.augment = false;
   if (arch_options_given(r)) t.arch = arch_from_options(r);
   return t;
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
 }
 
 int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
