@@ -34,9 +34,6 @@ std::string info_to_json(const CheckpointInfo& info) {
   return j.dump();
 }
 
-// The first line of a c10::Error: the rest is a C++ stack trace users should not see.
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
 // Tensors are mapped onto `device` as they are read, so state lands where the model lives.
 torch::serialize::InputArchive open_archive(const std::string& path, torch::Device device) {
   read_file(path).size();  // clear messages for missing files and directories

@@ -7,18 +7,13 @@
 
 #include "error.h"
 #include "image_io.h"
+#include "seeds.h"
 
 namespace bottleneck {
 namespace fs = std::filesystem;
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
 
 // Independent 64-bit seeds for each (seed, index, stream), so batch k's crops and its noise do
 // not depend on any other batch.

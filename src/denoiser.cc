@@ -18,6 +18,7 @@
 #include "comparison.h"
 #include "error.h"
 #include "image_io.h"
+#include "seeds.h"
 #include "metrics.h"
 #include "model_file.h"
 #include "noise.h"
@@ -29,12 +30,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
 
 // A queue between pipeline stages: push blocks while full, pop while empty; close() wakes both
 // sides (push then fails, pop drains what is left and then returns nothing).

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -28,5 +29,16 @@ class UsageError : public Error {
  public:
   using Error::Error;
 };
+
+// The first non-empty line of a library message such as a c10::Error (the rest is a C++ stack
+// trace users should not see; TorchScript compile errors start with a newline). Control and
+// non-ASCII bytes, which messages may quote from a damaged file, become '?'.
+inline std::string first_line(const std::string& s) {
+  const size_t start = std::min(s.find_first_not_of("\n \t"), s.size());
+  std::string line = s.substr(start, s.find('\n', start) - start);
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  return line;
+}
 
 }  // namespace bottleneck

@@ -17,17 +17,6 @@
 namespace bottleneck {
 namespace {
 
-// The first non-empty line of a c10::Error (the rest is a C++ stack trace users should not
-// see); TorchScript compile errors start with a newline.
-std::string first_line(const std::string& s) {
-  const size_t start = std::min(s.find_first_not_of("\n \t"), s.size());
-  std::string line = s.substr(start, s.find('\n', start) - start);
-  // Messages may quote bytes of a damaged file: keep the terminal sane.
-  for (char& c : line)
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-  return line;
-}
-
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);

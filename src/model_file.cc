@@ -35,17 +35,6 @@ int InferenceModel::receptive_radius() const { return bottleneck::receptive_radi
 
 namespace {
 
-// The first non-empty line of a c10::Error (the rest is a C++ stack trace users should not
-// see); TorchScript compile errors, e.g. from damaged code in an archive, start with a newline.
-std::string first_line(const std::string& s) {
-  const size_t start = std::min(s.find_first_not_of("\n \t"), s.size());
-  std::string line = s.substr(start, s.find('\n', start) - start);
-  // Messages may quote bytes of a damaged file: keep the terminal sane.
-  for (char& c : line)
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-  return line;
-}
-
 class CheckpointModel : public InferenceModel {
  public:
   CheckpointModel(const std::string& path, c10::Device device) {
