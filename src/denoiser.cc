@@ -23,6 +23,7 @@
 #include "model_file.h"
 #include "noise.h"
 #include "progress.h"
+#include "shipped_models.h"
 #include "text_format.h"
 
 namespace bottleneck {
@@ -107,8 +108,35 @@ bool looks_generated(const fs::path& file, const std::string& suffix) {
   return !suffix.empty() && ends_with(stem, "." + suffix);
 }
 
+// The model each image goes through: the one given, or the shipped denoiser for the image's
+// channels, loaded on first use (a folder of gray photos never loads the colour model).
+class ModelChooser {
+ public:
+  ModelChooser(const std::string& path, c10::Device device, const Logger& log) : device_(device), log_(log) {
+    if (!path.empty()) given_ = load(path);
+  }
+  // 0 for the given model, else 1 (gray) or 3 (colour): images with equal keys share a model.
+  int key(const ImageData& image) const { return given_ ? 0 : image.pixels.size(0) == 1 ? 1 : 3; }
+  InferenceModel& get(int key) {
+    if (given_) return *given_;
+    std::unique_ptr<InferenceModel>& slot = key == 1 ? gray_ : colour_;
+    if (!slot) slot = load(shipped_model(key));
+    return *slot;
+  }
+
+ private:
+  std::unique_ptr<InferenceModel> load(const std::string& path) {
+    std::unique_ptr<InferenceModel> model = load_model(path, device_);
+    log_.debug("model ", path, ": ", model->channels(), " channel(s), receptive radius ",
+               model->receptive_radius(), ", size multiple ", model->info().arch.size_multiple());
+    return model;
+  }
+  c10::Device device_;
+  const Logger& log_;
+  std::unique_ptr<InferenceModel> given_, gray_, colour_;
+};
+
 void validate(const DenoiseOptions& o) {
-  if (o.model.empty()) throw UsageError("--model is required (no model ships with bottleneck yet; train one)");
   if (o.input.empty()) throw UsageError("an input file or folder is required (--input)");
   if (o.output.empty()) throw UsageError("an output folder is required (--output)");
   if (o.tiling.tile < 0) throw UsageError("--tile must be >= 0 (0 = whole images)");
@@ -216,9 +244,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
       options.add_noise.empty() ? std::nullopt : std::optional<NoiseSpec>(parse_noise(options.add_noise));
   const std::string noise_text = noise ? to_string(*noise) : "";
   const std::vector<Job> jobs = plan_jobs(options);
-  std::unique_ptr<InferenceModel> model = load_model(options.model, options.tiling.device);
-  log.debug("model ", options.model, ": ", model->channels(), " channel(s), receptive radius ",
-            model->receptive_radius(), ", size multiple ", model->info().arch.size_multiple());
+  ModelChooser models(options.model, options.tiling.device, log);
 
   DenoiseReport report;
   const auto start = std::chrono::steady_clock::now();
@@ -292,6 +318,8 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   };
   auto run_group = [&](std::vector<Item>& group) {
     if (group.empty()) return;
+    // Outside the per-group try: a shipped model that cannot be loaded stops the job.
+    InferenceModel& model = models.get(models.key(group.front().image));
     try {
       std::vector<torch::Tensor> inputs;
       for (Item& it : group) {
@@ -299,7 +327,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
                          : it.image.pixels;
         inputs.push_back(it.input);
       }
-      std::vector<torch::Tensor> outputs = denoise_images(*model, inputs, options.tiling);
+      std::vector<torch::Tensor> outputs = denoise_images(model, inputs, options.tiling);
       for (size_t k = 0; k < group.size(); ++k) group[k].denoised = outputs[k];
     } catch (const std::exception& e) {
       for (Item& it : group) {
@@ -322,6 +350,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
         group.push_back(std::move(*item));
         run_group(group);
       } else {
+        if (!group.empty() && models.key(group.front().image) != models.key(item->image)) run_group(group);
         group.push_back(std::move(*item));
         if (static_cast<int>(group.size()) >= options.tiling.batch) run_group(group);
       }

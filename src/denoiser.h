@@ -12,7 +12,8 @@ namespace bottleneck {
 
 // The folder job behind `bottleneck denoise`.
 struct DenoiseOptions {
-  std::string model;            // model file: a checkpoint or an exported TorchScript model; required
+  std::string model;            // model file: a checkpoint or an exported TorchScript model;
+                                // "" = the shipped denoiser for each image's channels
   std::string input;            // an image file, or a folder searched recursively; required
   std::string output;           // output folder (created); the input's relative tree is mirrored
                                 // in it, each file keeping its name, format, bit depth, size,
@@ -47,7 +48,7 @@ struct DenoiseReport {
 
 // Denoises every image under options.input. Problems with single files (unreadable, corrupt,
 // too large, unwritable output) are counted, logged as "FILE: reason" and the job goes on;
-// problems with the job itself (no model, no images, an output folder that could overwrite the
+// problems with the job itself (an unreadable model, no images, an output folder that could overwrite the
 // inputs) throw: UsageError for bad options, Error otherwise. Outputs are written atomically;
 // inputs are never written to. Decoding runs one image ahead on a reader thread and encoding on
 // a writer thread, overlapping the model.

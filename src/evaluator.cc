@@ -20,6 +20,7 @@
 #include "model_file.h"
 #include "noise.h"
 #include "progress.h"
+#include "shipped_models.h"
 #include "text_format.h"
 
 namespace bottleneck {
@@ -112,7 +113,6 @@ double nlm_h(double sigma, int channels) {
 }
 
 EvalResult evaluate(const EvalOptions& options, const Logger& log) {
-  if (options.model.empty()) throw UsageError("--model is required");
   if (options.clean.empty()) throw UsageError("--clean DIR is required");
   if (options.max_images < 0) throw UsageError("--max-images must be >= 0");
   const std::vector<NoiseSpec> specs = parse_noise_list(options.noise);
@@ -124,10 +124,13 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   if (files.empty()) throw Error(options.clean, "no images found");
   if (options.max_images > 0 && static_cast<int>(files.size()) > options.max_images) files.resize(options.max_images);
 
-  std::unique_ptr<InferenceModel> model = load_model(options.model, options.tiling.device);
+  // Without --model, the first image decides between the shipped gray and colour denoisers.
+  const std::string model_path =
+      !options.model.empty() ? options.model : shipped_model(static_cast<int>(load_image(files.front(), options.max_pixels).pixels.size(0)));
+  std::unique_ptr<InferenceModel> model = load_model(model_path, options.tiling.device);
   const int channels = model->channels();
   EvalResult result;
-  result.model = options.model;
+  result.model = model_path;
   result.model_arch = to_json(model->info().arch);
   result.clean = options.clean;
   result.channels = channels;
@@ -157,10 +160,12 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   ProgressBar bar(static_cast<int64_t>(files.size() * specs.size()), 0, bar_options, std::cerr);
   std::vector<double> nlm_seconds(specs.size(), 0), model_seconds(specs.size(), 0);
   int64_t done = 0;
+  double megapixels = 0;
   for (const std::string& file : files) {
     const std::string name = folder ? fs::path(file).lexically_relative(options.clean).generic_string()
                                     : fs::path(file).filename().string();
     const torch::Tensor clean = to_channels(load_image(file, options.max_pixels).pixels, channels);
+    megapixels += static_cast<double>(clean.size(1) * clean.size(2)) / 1e6;
     for (size_t k = 0; k < specs.size(); ++k) {
       ImageScore score;
       score.name = name;
@@ -192,14 +197,13 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   }
   bar.finish();
 
-  const double n = static_cast<double>(files.size());
   for (size_t k = 0; k < specs.size(); ++k) {
     LevelResult& level = result.levels[k];
     level.noisy = {mean_of(level.images, &ImageScore::noisy_psnr), mean_of(level.images, &ImageScore::noisy_ssim), 0};
     level.nlm = {mean_of(level.images, &ImageScore::nlm_psnr), mean_of(level.images, &ImageScore::nlm_ssim),
-                 std::isnan(level.images.front().nlm_psnr) ? kNaN : nlm_seconds[k] / n};
+                 std::isnan(level.images.front().nlm_psnr) ? kNaN : nlm_seconds[k] / megapixels};
     level.model = {mean_of(level.images, &ImageScore::model_psnr), mean_of(level.images, &ImageScore::model_ssim),
-                   model_seconds[k] / n};
+                   model_seconds[k] / megapixels};
   }
   return result;
 }
@@ -209,13 +213,13 @@ std::string eval_table(const EvalResult& r) {
   const size_t images = r.levels.empty() ? 0 : r.levels.front().images.size();
   s << "model " << r.model << ", " << images << " image(s) from " << r.clean << " in "
     << (r.channels == 3 ? "colour" : "gray") << ", seed " << r.seed << "\n\n"
-    << "| noise | noisy PSNR | noisy SSIM | NLM PSNR | NLM SSIM | model PSNR | model SSIM | NLM s/img | model s/img |\n"
+    << "| noise | noisy PSNR | noisy SSIM | NLM PSNR | NLM SSIM | model PSNR | model SSIM | NLM s/MP | model s/MP |\n"
     << "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
   for (const LevelResult& l : r.levels) {
     s << "| " << l.noise << " | " << cell(l.noisy.psnr, 2) << " | " << cell(l.noisy.ssim, 4) << " | "
       << cell(l.nlm.psnr, 2) << " | " << cell(l.nlm.ssim, 4) << " | " << cell(l.model.psnr, 2) << " | "
-      << cell(l.model.ssim, 4) << " | " << cell(l.nlm.seconds_per_image, 3) << " | "
-      << cell(l.model.seconds_per_image, 3) << " |\n";
+      << cell(l.model.ssim, 4) << " | " << cell(l.nlm.seconds_per_megapixel, 3) << " | "
+      << cell(l.model.seconds_per_megapixel, 3) << " |\n";
   }
   s << "\nPSNR in dB on outputs clipped to [0,1]; noise added to the float image, not clipped or quantised.\n";
   for (const LevelResult& l : r.levels) s << l.noise << ": " << l.nlm_note << "\n";
@@ -233,7 +237,7 @@ std::string eval_json(const EvalResult& r) {
   for (const LevelResult& l : r.levels) {
     auto method = [](const MethodScore& m) {
       return nlohmann::json{{"psnr", number(m.psnr)}, {"ssim", number(m.ssim)},
-                            {"seconds_per_image", number(m.seconds_per_image)}};
+                            {"seconds_per_megapixel", number(m.seconds_per_megapixel)}};
     };
     nlohmann::json level{{"noise", l.noise}, {"nlm_note", l.nlm_note}, {"images", l.images.size()},
                          {"noisy", method(l.noisy)}, {"nlm", method(l.nlm)}, {"model", method(l.model)}};

@@ -21,7 +21,8 @@ namespace bottleneck {
 // input is scored clipped too. Non-local means needs 8-bit input, so it gets the clipped noisy
 // image rounded to 8 bits (its output is 8-bit as well): the classic tool as people use it.
 struct EvalOptions {
-  std::string model;                  // model file (checkpoint or TorchScript); required
+  std::string model;                  // model file (checkpoint or TorchScript); "" = the shipped
+                                      // denoiser for the first image's channels (gray or colour)
   std::string clean;                  // folder of clean images (recursive) or one image; required
   std::string noise = "gaussian:25";  // comma-separated noise specs, one table row each
   uint64_t seed = 0;                  // base seed of the noise
@@ -36,7 +37,7 @@ struct EvalOptions {
 struct MethodScore {
   double psnr = 0;               // dB, mean over images
   double ssim = 0;               // mean over images
-  double seconds_per_image = 0;  // wall time per image (noisy: 0)
+  double seconds_per_megapixel = 0;  // wall time per megapixel of image (noisy: 0)
 };
 
 struct ImageScore {
@@ -68,7 +69,7 @@ struct EvalResult {
 EvalResult evaluate(const EvalOptions& options, const Logger& log);
 
 // A markdown table, one row per noise level: PSNR / SSIM of noisy, NLM and model, seconds per
-// image of NLM and model.
+// megapixel of NLM and model.
 std::string eval_table(const EvalResult& result);
 // Every number, per level and per image (NaN written as null).
 std::string eval_json(const EvalResult& result);

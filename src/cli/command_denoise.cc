@@ -15,7 +15,8 @@ namespace {
 
 void add_denoise_options(cxxopts::Options& o) {
   o.add_options("Files")
-      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model (required)",
+      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model "
+                "(default: the shipped denoiser for each image, gray or colour)",
        cxxopts::value<std::string>())
       ("input", "an image file or a folder (searched recursively)", cxxopts::value<std::string>())
       ("output", "output folder; mirrors the input's relative paths, keeping format and bit depth",
@@ -35,12 +36,9 @@ void add_denoise_options(cxxopts::Options& o) {
 
 int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
   DenoiseOptions o;
-  if (!r.count("model"))
-    throw UsageError("--model is required: no model ships with bottleneck yet; train one with "
-                     "`bottleneck train` and pass RUN_DIR/best.ckpt");
-  o.model = r["model"].as<std::string>();
+  o.model = get_or<std::string>(r, "model", o.model);
   if (!r.count("input") || !r.count("output"))
-    throw UsageError("give the input and the output folder: denoise --model M INPUT OUTPUT (or --input/--output)");
+    throw UsageError("give the input and the output folder: denoise INPUT OUTPUT (or --input/--output)");
   o.input = r["input"].as<std::string>();
   o.output = r["output"].as<std::string>();
   o.suffix = get_or<std::string>(r, "suffix", o.suffix);

@@ -12,7 +12,8 @@ namespace {
 
 void add_eval_options(cxxopts::Options& o) {
   o.add_options("Evaluation")
-      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model (required)",
+      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model "
+                "(default: the shipped gray or colour denoiser, as the first image is)",
        cxxopts::value<std::string>())
       ("clean", "folder of clean images (recursive) or one image (required)", cxxopts::value<std::string>())
       ("noise", "comma-separated noise specs, one row each (default gaussian:25)", cxxopts::value<std::string>())
@@ -27,11 +28,8 @@ void add_eval_options(cxxopts::Options& o) {
 
 int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
   EvalOptions o;
-  if (!r.count("model"))
-    throw UsageError("--model is required: no model ships with bottleneck yet; train one with "
-                     "`bottleneck train` and pass RUN_DIR/best.ckpt");
   if (!r.count("clean")) throw UsageError("--clean DIR is required");
-  o.model = r["model"].as<std::string>();
+  o.model = get_or<std::string>(r, "model", o.model);
   o.clean = r["clean"].as<std::string>();
   o.noise = get_or<std::string>(r, "noise", o.noise);
   o.seed = ctx.runtime.seed;
