@@ -100,7 +100,8 @@ PatchDataset::PatchDataset(std::vector<torch::Tensor> clean, std::vector<torch::
 int PatchDataset::channels() const { return static_cast<int>(clean_.front().size(0)); }
 
 PatchDataset PatchDataset::from_folder(const std::string& clean_dir, const std::string& noisy_dir,
-                                       int channels, PatchOptions options, const Logger& log) {
+                                       int channels, PatchOptions options, const Logger& log,
+                                       int64_t max_pixels) {
   std::vector<torch::Tensor> clean, noisy;
   std::error_code ec;
   bool noisy_is_file = !noisy_dir.empty() && !fs::is_directory(noisy_dir, ec);
@@ -108,7 +109,7 @@ PatchDataset PatchDataset::from_folder(const std::string& clean_dir, const std::
   // broken data set and stops the run.
   auto try_load = [&](const std::string& file) {
     try {
-      return to_channels(load_image(file).pixels, channels);
+      return to_channels(load_image(file, max_pixels).pixels, channels);
     } catch (const UsageError&) {
       throw;
     } catch (const Error& e) {
@@ -226,7 +227,7 @@ TrainBatch BatchLoader::next() {
 
 std::vector<ValidationImage> load_validation_set(const std::string& dir, int channels,
                                                  const NoiseSpec& noise, uint64_t seed,
-                                                 const Logger& log) {
+                                                 const Logger& log, int64_t max_pixels) {
   torch::NoGradGuard no_grad;
   std::vector<ValidationImage> images;
   std::vector<std::string> files = list_images(dir);
@@ -234,7 +235,7 @@ std::vector<ValidationImage> load_validation_set(const std::string& dir, int cha
     try {
       ValidationImage v;
       v.name = relative_name(files[i], dir);
-      v.clean = to_channels(load_image(files[i]).pixels, channels).contiguous();
+      v.clean = to_channels(load_image(files[i], max_pixels).pixels, channels).contiguous();
       // Seeded by the position in the sorted listing, so the noise does not depend on which
       // other files happened to be readable.
       v.noisy = add_noise(v.clean.unsqueeze(0), noise, derive_seed(seed, static_cast<int64_t>(i), 2)).squeeze(0);

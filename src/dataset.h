@@ -12,6 +12,7 @@
 
 #include <torch/types.h>
 
+#include "image_io.h"
 #include "log.h"
 #include "noise.h"
 
@@ -42,9 +43,11 @@ class PatchDataset {
 
   // All images under `clean_dir`, converted to `channels`. With `noisy_dir` non-empty, pairs
   // matched by relative path (a clean file without a partner is an Error naming it).
-  // Unreadable files are skipped with a warning; none readable is an Error.
+  // Unreadable files and files over max_pixels are skipped with a warning; none readable is an
+  // Error.
   static PatchDataset from_folder(const std::string& clean_dir, const std::string& noisy_dir,
-                                  int channels, PatchOptions options, const Logger& log);
+                                  int channels, PatchOptions options, const Logger& log,
+                                  int64_t max_pixels = kDefaultMaxPixels);
 
   // Synthetic noise is used only when the dataset has no pairs.
   TrainBatch batch(uint64_t seed, int64_t index, const NoiseSpec& noise) const;
@@ -97,8 +100,10 @@ struct ValidationImage {
   torch::Tensor noisy;  // C x H x W, not clipped
 };
 
+// Unreadable files and files over max_pixels are skipped with a warning, like from_folder.
 std::vector<ValidationImage> load_validation_set(const std::string& dir, int channels,
                                                  const NoiseSpec& noise, uint64_t seed,
-                                                 const Logger& log);
+                                                 const Logger& log,
+                                                 int64_t max_pixels = kDefaultMaxPixels);
 
 }  // namespace bottleneck

@@ -1,5 +1,6 @@
 #include "denoiser.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -93,6 +94,14 @@ bool is_inside(const fs::path& child, const fs::path& parent) {
   return true;
 }
 
+// weakly_canonical that does not throw: a symlink loop among the inputs is that file's error
+// (load_image reports it), not the job's.
+fs::path resolved(const fs::path& p) {
+  std::error_code ec;
+  fs::path r = fs::weakly_canonical(p, ec);
+  return ec ? fs::absolute(p, ec).lexically_normal() : r;
+}
+
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
@@ -153,8 +162,8 @@ std::vector<Job> plan_jobs(const DenoiseOptions& o) {
   const fs::path input(o.input);
   if (!fs::exists(input, ec)) throw Error(o.input, "no such file or directory");
   const bool folder = fs::is_directory(input, ec);
-  const fs::path in_dir = fs::weakly_canonical(folder ? input : input.parent_path().empty() ? "." : input.parent_path());
-  const fs::path out_dir = fs::weakly_canonical(o.output);
+  const fs::path in_dir = resolved(folder ? input : input.parent_path().empty() ? "." : input.parent_path());
+  const fs::path out_dir = resolved(o.output);
   const bool same = out_dir == in_dir;
   const bool overlaps = same || (folder && is_inside(out_dir, in_dir));
   if (overlaps && o.suffix.empty())
@@ -164,7 +173,7 @@ std::vector<Job> plan_jobs(const DenoiseOptions& o) {
   std::vector<std::string> files;
   std::set<fs::path> inputs;
   for (const auto& f : folder ? list_images(o.input) : std::vector<std::string>{o.input}) {
-    const fs::path canonical = fs::weakly_canonical(f);
+    const fs::path canonical = resolved(f);
     if (overlaps && ((!same && is_inside(canonical, out_dir)) || looks_generated(canonical, o.suffix))) continue;
     files.push_back(f);
     inputs.insert(canonical);
@@ -174,13 +183,17 @@ std::vector<Job> plan_jobs(const DenoiseOptions& o) {
     Job job;
     job.path = f;
     const fs::path rel = folder ? fs::path(f).lexically_relative(input) : fs::path(f).filename();
+    // Listed files lie under the input, so this cannot happen; if it ever did, the output
+    // would land outside the output folder.
+    if (rel.empty() || rel.is_absolute() || std::find(rel.begin(), rel.end(), "..") != rel.end())
+      throw Error(f, "cannot place its output under " + o.output + " (path " + rel.string() + ")");
     job.relative = rel.generic_string();
     const std::string stem = rel.stem().string() + (o.suffix.empty() ? "" : "." + o.suffix);
     const fs::path dir = fs::path(o.output) / rel.parent_path();
     job.output = (dir / (stem + rel.extension().string())).string();
     if (o.compare) job.compare = (dir / (stem + ".compare.png")).string();
     // Belt and braces: whatever the layout, never write over an input.
-    if (inputs.count(fs::weakly_canonical(job.output)) || (o.compare && inputs.count(fs::weakly_canonical(job.compare))))
+    if (inputs.count(resolved(job.output)) || (o.compare && inputs.count(resolved(job.compare))))
       throw UsageError(job.output + ": the output would overwrite an input; use --suffix or another --output");
     jobs.push_back(std::move(job));
   }
@@ -197,6 +210,10 @@ void write_outputs(const Item& item, const DenoiseOptions& o, const std::string&
   std::error_code ec;
   if (!parent.empty()) fs::create_directories(parent, ec);
   if (ec) throw Error(parent.string(), "cannot create the folder: " + ec.message());
+  // A symbolic link inside the output folder (out/sub -> /elsewhere) must not carry outputs
+  // out of it; the output folder itself may be a link.
+  if (!is_inside(resolved(parent.empty() ? fs::path(".") : parent), resolved(o.output)))
+    throw Error(job.output, "refusing to write through a symbolic link that leads out of the output folder " + o.output);
   ImageData out;
   out.pixels = item.denoised;
   out.alpha = item.image.alpha;

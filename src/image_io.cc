@@ -32,6 +32,9 @@
 //  - Writing: PNG and PNM store 8 or 16 bits (float is written as 16 bits), TIFF stores 8, 16
 //    or 32-bit float; JPEG, BMP and WebP store 8 bits. Alpha is written to PNG, TIFF and WebP
 //    and dropped for the other formats.
+//  - Only PNG, JPEG, BMP, TIFF, WebP and PNM are decoded, and only when their header gives the
+//    size: OpenCV recognises more formats by signature (JPEG 2000, OpenEXR, DICOM, Radiance HDR,
+//    ...) whose size we do not read, so a bomb in one of them would allocate before any check.
 //  - list_images follows symbolic links to files, not to directories (no cycles). A dangling
 //    link with an image extension is listed, so loading it reports "no such file" instead of
 //    the file silently vanishing from a data set.
@@ -212,7 +215,6 @@ Sniffed sniff(const std::vector<uchar>& d) {
 }
 
 void check_pixels(const std::string& path, int64_t width, int64_t height, int64_t max_pixels) {
-  if (width < 0 || height < 0) return;
   // Sizes from headers are below 2^32 each, so the product fits in 64 unsigned bits.
   uint64_t n = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
   if (max_pixels < 0 || n > static_cast<uint64_t>(max_pixels))
@@ -262,10 +264,19 @@ int storable_depth(const std::string& ext, int depth) {
 }  // namespace
 
 ImageData load_image(const std::string& path, int64_t max_pixels) {
-  std::vector<uchar> bytes = read_image_bytes(path);
+  return decode_image(path, read_image_bytes(path), max_pixels);
+}
+
+ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
+  if (bytes.empty()) throw Error(path, "empty file");
   Sniffed s = sniff(bytes);
-  if (s.format.empty() && !cv::haveImageReader(path))
-    throw Error(path, "not a recognised image (unknown format or corrupt data)");
+  // OpenCV would pick a decoder by signature among many more (JPEG 2000, OpenEXR, DICOM, HDR,
+  // ...), whose size we cannot check before decoding: only the formats list_images names are read.
+  if (s.format.empty())
+    throw Error(path, "not a recognised image (unknown format or corrupt data); PNG, JPEG, BMP, "
+                      "TIFF, WebP and PNM are read");
+  if (s.width < 0 || s.height < 0)
+    throw Error(path, "truncated or corrupt image data (the " + s.format + " header gives no image size)");
   check_pixels(path, s.width, s.height, max_pixels);
   if (s.format == "JPEG") {
     // libjpeg decodes a cut-off JPEG with a warning and grey fill; a data set must not get that.
@@ -282,10 +293,7 @@ ImageData load_image(const std::string& path, int64_t max_pixels) {
     throw Error(path, "truncated or corrupt image data (" + e.msg + ")");
   }
   bytes = {};
-  if (mat.empty()) {
-    if (s.format.empty()) throw Error(path, "not a recognised image (unknown format or corrupt data)");
-    throw Error(path, "truncated or corrupt image data");
-  }
+  if (mat.empty()) throw Error(path, "truncated or corrupt image data");
   check_pixels(path, mat.cols, mat.rows, max_pixels);
 
   int depth = mat.depth();

@@ -20,10 +20,16 @@ struct ImageData {
   int depth = 0;         // bit depth of the file's samples: CV_8U or CV_16U (float files: CV_32F)
 };
 
-// Reads PNG, JPEG, BMP, TIFF, WebP, ... through OpenCV, keeping 16-bit samples and alpha.
-// Throws Error(path, reason) for a missing, unreadable, empty, truncated or unsupported file,
-// and for one over max_pixels.
+// Reads PNG, JPEG, BMP, TIFF, WebP and PNM (recognised by content, not by extension) through
+// OpenCV, keeping 16-bit samples and alpha. Throws Error(path, reason) for a missing,
+// unreadable, empty, truncated or unsupported file, and for one over max_pixels, which is
+// checked from the header before anything is decoded.
 ImageData load_image(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
+
+// The decoding half of load_image, for bytes already in memory (the fuzz target feeds it
+// directly); `name` is only used in error messages.
+ImageData decode_image(const std::string& name, std::vector<unsigned char> bytes,
+                       int64_t max_pixels = kDefaultMaxPixels);
 
 // Writes the image in the format the extension names, at `depth` (CV_8U or CV_16U; formats
 // without 16-bit support such as JPEG get 8 bits), with alpha when present. Written to a

@@ -36,6 +36,7 @@ void validate(const TrainOptions& o) {
   if (o.samples < 0) fail("--samples must be >= 0");
   if (o.val_max_images < 0) fail("--val-max-images must be >= 0");
   if (o.loader_workers < 1) fail("--workers must be >= 1");
+  if (o.max_pixels < 1) fail("--max-pixels must be >= 1");
 }
 
 namespace {
@@ -65,6 +66,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("samples", o.samples);
   v("val_max_images", o.val_max_images);
   v("workers", o.loader_workers);
+  v("max_pixels", o.max_pixels);
   v("seed", o.seed);
 }
 }  // namespace

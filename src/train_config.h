@@ -4,6 +4,7 @@
 #include <string>
 
 #include "arch_spec.h"
+#include "image_io.h"
 
 namespace bottleneck {
 
@@ -37,6 +38,8 @@ struct TrainOptions {
   int samples = 3;               // validation images shown in samples/, 0 = none
   int val_max_images = 0;        // validate on the first N images only; 0 = all
   int loader_workers = 1;        // background threads building batches
+  int64_t max_pixels = kDefaultMaxPixels;  // training and validation images with more pixels
+                                 // are skipped with a warning, refused from the header (bombs)
   uint64_t seed = 0;             // initialisation, patch sampling and noise all derive from it
 };
 

@@ -199,6 +199,27 @@ void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
 }
 
+// The run writes PNGs (samples/, curves.png): inside a data folder they would be read as
+// training or validation images by this run's resume or the next run on the folder.
+void refuse_run_dir_inside_inputs(const TrainOptions& o) {
+  auto resolved = [](const std::string& p) {
+    fs::path r = fs::weakly_canonical(p);
+    return r.filename().empty() ? r.parent_path() : r;  // "dir/" -> "dir"
+  };
+  const fs::path run = resolved(o.out_dir);
+  const std::pair<const char*, std::string> inputs[] = {{"--data", o.data_dir}, {"--pairs", o.pairs_dir}, {"--val", o.val_dir}};
+  for (const auto& [flag, dir] : inputs) {
+    if (dir.empty()) continue;
+    const fs::path input = resolved(dir);
+    auto r = run.begin();
+    auto i = input.begin();
+    while (i != input.end() && r != run.end() && *i == *r) ++i, ++r;
+    if (i == input.end())
+      throw UsageError("the run directory " + o.out_dir + " lies inside the " + flag + " folder " + dir +
+                       ": its samples would be read as images; choose an --out outside it");
+  }
+}
+
 }  // namespace
 
 TrainResult train(const TrainOptions& requested, const TrainControl& control, const Runtime& runtime,
@@ -214,6 +235,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
                      ", or choose another --out");
   if (control.resume && !fs::exists(last_path, ec))
     throw Error(last_path, "nothing to resume: no checkpoint in the run directory");
+  refuse_run_dir_inside_inputs(options);
   fs::create_directories(run_dir + "/samples", ec);
   if (ec) throw Error(run_dir, "cannot create the run directory: " + ec.message());
 
@@ -224,7 +246,8 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   log.info("loading training images from ", options.data_dir,
            options.pairs_dir.empty() ? "" : " (noisy partners from " + options.pairs_dir + ")");
   const PatchDataset dataset = PatchDataset::from_folder(
-      options.data_dir, options.pairs_dir, channels, PatchOptions{options.patch, options.batch, options.augment}, log);
+      options.data_dir, options.pairs_dir, channels, PatchOptions{options.patch, options.batch, options.augment}, log,
+      options.max_pixels);
   if (options.epochs > 0) {
     const double patch_pixels = static_cast<double>(options.batch) * options.patch * options.patch;
     options.iterations = std::max<int64_t>(
@@ -233,7 +256,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   }
   std::vector<ValidationImage> val_images;
   if (!options.val_dir.empty()) {
-    val_images = load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log);
+    val_images = load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log, options.max_pixels);
     if (options.val_max_images > 0 && static_cast<int>(val_images.size()) > options.val_max_images)
       val_images.resize(options.val_max_images);
   }

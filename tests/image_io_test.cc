@@ -285,6 +285,30 @@ TEST(ImageIo, PixelLimitIsCheckedBeforeDecoding) {
   }
 }
 
+TEST(ImageIo, FormatsWhoseSizeIsNotReadFromTheHeaderAreRefused) {
+  TempDir dir;
+  // OpenCV decodes these by their signature whatever the extension; their size would only be
+  // checked after decoding, so they are refused (a 32768 x 32768 HDR file is 12 GB of floats).
+  cv::Mat colour = tensor_to_mat(test::synthetic_image(3, 8, 8, 1), CV_8U);
+  cv::Mat floats;
+  colour.convertTo(floats, CV_32F, 1.0 / 255);
+  ASSERT_TRUE(cv::imwrite(dir / "a.ras", colour));
+  ASSERT_TRUE(cv::imwrite(dir / "a.hdr", floats));
+  ASSERT_TRUE(cv::imwrite(dir / "a.pam", colour));
+  for (const char* name : {"a.ras", "a.hdr", "a.pam"}) {
+    ASSERT_FALSE(cv::imread(dir / name).empty()) << "OpenCV reads " << name;
+    fs::copy_file(dir / name, dir / (std::string(name) + ".png"));
+    expect_error([&] { load_image(dir / (std::string(name) + ".png")); }, dir / (std::string(name) + ".png"),
+                 "not a recognised image (unknown format or corrupt data); PNG, JPEG, BMP, TIFF, WebP and PNM are read");
+  }
+  write_bytes(dir / "bomb.hdr.png", "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 32768 +X 32768\n" + std::string(64, '\x02'));
+  expect_error([&] { load_image(dir / "bomb.hdr.png"); }, dir / "bomb.hdr.png", "not a recognised image");
+  // Known formats whose header leaves out the size are refused rather than decoded blind.
+  write_bytes(dir / "nosof.jpg", std::string("\xFF\xD8\xFF\xDA\x00\x02\xFF\xD9", 8));
+  expect_error([&] { load_image(dir / "nosof.jpg"); }, dir / "nosof.jpg",
+               "truncated or corrupt image data (the JPEG header gives no image size)");
+}
+
 TEST(ImageIo, SaveIsAtomicAndCleansUp) {
   TempDir dir;
   ImageData image;

@@ -34,7 +34,8 @@ void add_train_options(cxxopts::Options& o) {
       ("patch", "patch side in pixels (default 64)", cxxopts::value<int>())
       ("batch", "patches per step (default 16)", cxxopts::value<int>())
       ("no-augment", "no random flips / rotations")
-      ("workers", "data loader threads (default 1)", cxxopts::value<int>());
+      ("workers", "data loader threads (default 1)", cxxopts::value<int>())
+      ("max-pixels", "skip larger images (default 268435456)", cxxopts::value<int64_t>());
   o.add_options("Optimisation")
       ("iters", "total optimisation steps (default 5000)", cxxopts::value<int64_t>())
       ("epochs", "run length in passes over the training pixels (overrides --iters)", cxxopts::value<double>())
@@ -72,6 +73,7 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("patch", t.patch);
   set("batch", t.batch);
   set("workers", t.loader_workers);
+  set("max-pixels", t.max_pixels);
   set("iters", t.iterations);
   set("epochs", t.epochs);
   if (r.count("iters") && !r.count("epochs")) t.epochs = 0;  // an explicit --iters wins over a config's epochs

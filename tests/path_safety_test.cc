@@ -1,0 +1,133 @@
+// Paths: outputs stay inside the output folder whatever the input names and links, inputs are
+// never modified, and no command writes into its own input tree unless told to.
+#include <filesystem>
+#include <map>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include "atomic_file.h"
+#include "checkpoint.h"
+#include "image_io.h"
+#include "models.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace bottleneck;
+using bottleneck::test::CommandResult;
+using bottleneck::test::run_cli;
+using bottleneck::test::TempDir;
+
+namespace {
+
+std::string gray_model(const TempDir& dir) {
+  ArchSpec spec;
+  spec.widths = {8, 16};
+  CheckpointInfo info;
+  info.arch = spec;
+  save_checkpoint(dir / "model.ckpt", *make_model(spec), nullptr, info);
+  return dir / "model.ckpt";
+}
+
+void write_image(const std::string& path, uint64_t seed) {
+  fs::create_directories(fs::path(path).parent_path());
+  ASSERT_TRUE(cv::imwrite(path, tensor_to_mat(test::synthetic_image(1, 20, 24, seed), CV_8U))) << path;
+}
+
+// Every entry under `dir`: files by content, links by target, folders as "dir".
+std::map<std::string, std::string> tree(const std::string& dir) {
+  std::map<std::string, std::string> entries;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const std::string rel = e.path().lexically_relative(dir).generic_string();
+    if (e.is_symlink())
+      entries[rel] = "-> " + fs::read_symlink(e.path()).string();
+    else if (e.is_directory())
+      entries[rel] = "dir";
+    else
+      entries[rel] = read_file(e.path().string());
+  }
+  return entries;
+}
+
+const std::string kFlags = " --threads 1 ";
+
+}  // namespace
+
+TEST(PathSafety, OddFileNamesLandWhereTheyShouldInsideTheOutput) {
+  TempDir dir;
+  const std::string model = gray_model(dir);
+  const std::vector<std::string> names = {"..png", "...png", "-rf.png", " lead space.png", "a..b.png",
+                                          "sub/..png", "日本.png", "semi;colon $(x).png", "new\nline.png"};
+  for (size_t i = 0; i < names.size(); ++i) write_image(dir / "in/" + names[i], i);
+  const auto before = tree(dir / "in");
+
+  const CommandResult r = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out" + kFlags);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& name : names) EXPECT_TRUE(fs::is_regular_file(dir / "out/" + name)) << name;
+  // Nothing but those files (and the folder "sub") appeared, in the output or beside it.
+  EXPECT_EQ(tree(dir / "out").size(), names.size() + 1);
+  EXPECT_EQ(tree(dir.path()).size(), 1 + before.size() + 1 + 1 + names.size() + 1)
+      << "model.ckpt, in/, its entries, out/, its entries";
+  EXPECT_EQ(tree(dir / "in"), before);
+}
+
+TEST(PathSafety, SymbolicLinksNeverCarryOutputsOutOfTheOutputFolder) {
+  TempDir dir;
+  const std::string model = gray_model(dir);
+  const std::string outside = dir / "outside";
+  write_image(outside + "/victim.png", 1);  // read through a link in the input
+  write_image(outside + "/elsewhere/keep.png", 2);
+  write_image(dir / "in/a.png", 3);
+  write_image(dir / "in/sub/b.png", 4);
+  // Input links: to a file (read like a file) and to a folder outside (not followed, so a
+  // link cannot make the job walk the whole disk or loop).
+  fs::create_symlink(outside + "/victim.png", dir / "in/linked.png");
+  fs::create_symlink(outside, dir / "in/linked_dir");
+  // Output links planted before the job: a folder link leading out, and a file link.
+  fs::create_directories(dir / "out");
+  fs::create_symlink(outside + "/elsewhere", dir / "out/sub");
+  write_image(outside + "/planted.png", 5);
+  fs::create_symlink(outside + "/planted.png", dir / "out/a.png");
+  const auto outside_before = tree(outside);
+  const auto in_before = tree(dir / "in");
+
+  const CommandResult r = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out" + kFlags);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("denoised 2, skipped 0, failed 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(dir / "out/sub/b.png: refusing to write through a symbolic link that leads out of the output folder"),
+            std::string::npos) << r.output;
+  EXPECT_EQ(tree(outside), outside_before) << "nothing outside the output folder changes";
+  EXPECT_EQ(tree(dir / "in"), in_before);
+  // The planted file link was replaced by the output itself; the linked input was read.
+  EXPECT_FALSE(fs::is_symlink(dir / "out/a.png"));
+  EXPECT_TRUE(fs::is_regular_file(dir / "out/a.png"));
+  EXPECT_TRUE(fs::is_regular_file(dir / "out/linked.png"));
+  EXPECT_FALSE(fs::exists(dir / "out/linked_dir"));
+
+  // The output folder itself may be a link: that is where the user sends the results.
+  fs::create_directories(dir / "real_out");
+  fs::create_symlink(dir / "real_out", dir / "out_link");
+  const CommandResult linked = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out_link" + kFlags);
+  EXPECT_EQ(linked.exit_code, 0) << linked.output;
+  EXPECT_TRUE(fs::is_regular_file(dir / "real_out/sub/b.png"));
+}
+
+TEST(PathSafety, TrainRefusesARunDirectoryInsideItsInputs) {
+  TempDir dir;
+  test::write_synthetic_images(dir / "data", 2, 1, 32, 32, 1);
+  test::write_synthetic_images(dir / "val", 1, 1, 32, 32, 5);
+  const auto data_before = tree(dir / "data");
+  const std::string net = " --arch unet --widths 8,16 --patch 16 --batch 2 --iters 1" + kFlags;
+  for (const std::string& out : {dir / "data/run", dir / "data", dir / "val/deep/run", dir / "data/../data/x"}) {
+    SCOPED_TRACE(out);
+    const CommandResult r = run_cli("train --data " + dir / "data/ --val " + dir / "val --out " + out + net);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("lies inside the"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(tree(dir / "data"), data_before);
+  EXPECT_FALSE(fs::exists(dir / "val/deep"));
+  // A sibling whose name starts like the data folder is not inside it.
+  const CommandResult ok = run_cli("train --data " + dir / "data --out " + dir / "data-run" + net);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
