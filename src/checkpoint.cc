@@ -50,9 +50,21 @@ CheckpointInfo parse_info(const std::string& path, torch::serialize::InputArchiv
   c10::IValue value;
   if (!archive.try_read("bottleneck_info", value) || !value.isString())
     throw Error(path, "not a Bottleneck checkpoint (no bottleneck_info record)");
+  return parse_checkpoint_info(path, value.toStringRef());
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+CheckpointInfo parse_checkpoint_info(const std::string& path, const std::string& json_text) {
   CheckpointInfo info;
   try {
-    const auto j = nlohmann::json::parse(value.toStringRef());
+    const auto j = nlohmann::json::parse(json_text);
     if (j.at("format").get<std::string>() != kCheckpointFormat)
       throw Error(path, "not a Bottleneck checkpoint (format " + j.at("format").dump() + ")");
     info.format_version = j.at("format_version").get<int64_t>();
@@ -76,8 +88,6 @@ CheckpointInfo parse_info(const std::string& path, torch::serialize::InputArchiv
   }
   return info;
 }
-
-}  // namespace
 
 void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
@@ -112,10 +122,25 @@ void load_checkpoint_state(const std::string& path, AutoencoderImpl& model,
   const CheckpointInfo info = parse_info(path, archive);
   if (to_json(info.arch) != to_json(model.spec()))
     throw Error(path, "checkpoint is for a different network: " + to_json(info.arch));
+  // Module::load replaces each tensor with the stored one whatever its shape, so a file whose
+  // weights belong to another network than its info says would load and fail later, in the
+  // middle of a job: the shapes are compared here.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  for (const auto& p : model.named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : model.named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
   try {
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     model.load(model_archive);
+    const auto params = model.named_parameters();
+    const auto buffers = model.named_buffers();
+    for (const auto& [name, shape] : expected) {
+      const torch::Tensor* t = params.find(name);
+      if (!t) t = buffers.find(name);
+      if (t && t->sizes().vec() != shape)
+        throw Error(path, "weights do not match the network it describes: " + name + " has shape " +
+                              shape_text(t->sizes().vec()) + ", the network needs " + shape_text(shape));
+    }
     if (optimizer) {
       torch::serialize::InputArchive optimizer_archive;
       if (!archive.try_read("optimizer", optimizer_archive))

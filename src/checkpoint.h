@@ -37,6 +37,10 @@ void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
 // or a version this build cannot read.
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
+// The info record's JSON as read_checkpoint_info parses it (also the fuzz target's entry);
+// throws Error(path, reason) for damaged or foreign JSON.
+CheckpointInfo parse_checkpoint_info(const std::string& path, const std::string& json_text);
+
 // Loads weights (and optimizer state, if given) into objects built from the checkpoint's arch.
 void load_checkpoint_state(const std::string& path, AutoencoderImpl& model,
                            torch::optim::Optimizer* optimizer);

@@ -58,7 +58,14 @@ class CheckpointModel : public InferenceModel {
 
   torch::Tensor forward(const torch::Tensor& x) override {
     torch::NoGradGuard no_grad;
-    return model_->forward(x);
+    try {
+      return model_->forward(x);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      // LibTorch's messages carry a C++ stack trace; a per-file error must stay one line.
+      throw Error(info_.path, "forward failed: " + first_line(e.what()));
+    }
   }
   const ModelInfo& info() const override { return info_; }
 

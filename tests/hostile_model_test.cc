@@ -1,0 +1,157 @@
+// Hostile and broken model files through every command that reads one (info, export, denoise,
+// eval): a one-line error naming the file and exit code 1, never a crash, nothing written.
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "atomic_file.h"
+#include "checkpoint.h"
+#include "exporter.h"
+#include "image_io.h"
+#include "models.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace bottleneck;
+using bottleneck::test::CommandResult;
+using bottleneck::test::run_cli;
+using bottleneck::test::TempDir;
+
+namespace {
+
+std::string le16(uint32_t v) { return {char(v), char(v >> 8)}; }
+std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
+
+// A valid zip archive (stored entries) that is not a torch archive.
+std::string plain_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::string out, directory;
+  for (const auto& [name, data] : entries) {
+    const uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+    const uint32_t offset = static_cast<uint32_t>(out.size());
+    const std::string common = le16(20) + le16(0) + le16(0) + le16(0) + le16(0) + le32(crc) +
+                               le32(static_cast<uint32_t>(data.size())) + le32(static_cast<uint32_t>(data.size())) +
+                               le16(static_cast<uint32_t>(name.size())) + le16(0);
+    out += le32(0x04034b50) + common + name + data;
+    directory += le32(0x02014b50) + le16(20) + common + le16(0) + le16(0) + le16(0) + le32(0) + le32(offset) + name;
+  }
+  const uint32_t directory_offset = static_cast<uint32_t>(out.size());
+  const uint32_t n = static_cast<uint32_t>(entries.size());
+  return out + directory + le32(0x06054b50) + le16(0) + le16(0) + le16(n) + le16(n) +
+         le32(static_cast<uint32_t>(directory.size())) + le32(directory_offset) + le16(0);
+}
+
+ArchSpec small_spec(int channels) {
+  ArchSpec spec;
+  spec.in_channels = spec.out_channels = channels;
+  spec.widths = {8, 16};
+  return spec;
+}
+
+CheckpointInfo info_for(const ArchSpec& spec) {
+  CheckpointInfo info;
+  info.arch = spec;
+  info.noise = "gaussian:25";
+  return info;
+}
+
+bool one_line(const std::string& output) {
+  std::string out = output;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return !out.empty() && out.find('\n') == std::string::npos;
+}
+
+struct Hostile {
+  std::string name;
+  std::string reason;  // part of the one-line error
+};
+
+}  // namespace
+
+TEST(HostileModel, EveryCommandRefusesBrokenAndForeignFilesWithOneLine) {
+  TempDir dir;
+  torch::manual_seed(1);
+  Autoencoder gray = make_model(small_spec(1));
+  save_checkpoint(dir / "good.ckpt", *gray, nullptr, info_for(small_spec(1)));
+  const std::string ckpt = read_file(dir / "good.ckpt");
+  const std::string exported_path = dir / "good.pt";
+  to_torchscript(*gray, torch::kCPU).save(exported_path, {{kTorchScriptMetadataFile, export_metadata_json(info_for(small_spec(1)))}});
+  const std::string exported = read_file(exported_path);
+
+  std::vector<Hostile> files;
+  auto add = [&](const std::string& name, const std::string& bytes, const std::string& reason) {
+    write_file_atomically(dir / name, bytes);
+    files.push_back({name, reason});
+  };
+  add("truncated.ckpt", ckpt.substr(0, ckpt.size() / 2), "corrupt or truncated");
+  add("truncated.pt", exported.substr(0, exported.size() * 3 / 4), "corrupt or truncated");
+  std::mt19937 rng(3);
+  std::string noise(8192, '\0');
+  for (char& c : noise) c = static_cast<char>(rng());
+  add("random.pt", noise, "corrupt or truncated");
+  add("empty.ckpt", "", "corrupt or truncated");
+  add("plain.zip", plain_zip({{"readme.txt", "hello\n"}, {"data/x.bin", std::string(100, 'x')}}), "corrupt or truncated");
+  add("image.pt", std::string("\x89PNG\r\n\x1a\n", 8) + std::string(100, '\0'), "corrupt or truncated");
+  // Valid torch archives that are not ours.
+  torch::jit::Module foreign("__torch__.Foreign");
+  foreign.register_parameter("w", torch::ones({1}), false);
+  foreign.define("def forward(self, x: Tensor) -> Tensor:\n    return x * self.w\n");
+  foreign.save(dir / "foreign.pt");
+  files.push_back({"foreign.pt", "not a Bottleneck"});
+  torch::serialize::OutputArchive archive;
+  archive.write("weights", torch::ones({3}));
+  archive.save_to(dir / "foreign.ckpt");
+  files.push_back({"foreign.ckpt", "not a Bottleneck"});
+  // A checkpoint whose metadata says gray but whose weights are a colour network's.
+  Autoencoder colour = make_model(small_spec(3));
+  save_checkpoint(dir / "mismatch.ckpt", *colour, nullptr, info_for(small_spec(1)));
+  files.push_back({"mismatch.ckpt", "weights do not match the network it describes"});
+
+  test::write_synthetic_images(dir / "images", 2, 1, 24, 24, 1);
+  for (const Hostile& f : files) {
+    SCOPED_TRACE(f.name);
+    const std::string path = dir / f.name;
+    auto check = [&](const CommandResult& r, const char* command) {
+      EXPECT_EQ(r.exit_code, 1) << command << ": " << r.output;
+      EXPECT_TRUE(one_line(r.output)) << command << ": " << r.output;
+      EXPECT_NE(r.output.find(path + ": "), std::string::npos) << command << ": " << r.output;
+      EXPECT_NE(r.output.find(f.reason), std::string::npos) << command << ": " << r.output;
+    };
+    check(run_cli("info " + path), "info");
+    check(run_cli("export --checkpoint " + path + " --output " + dir / "out.pt"), "export");
+    EXPECT_FALSE(fs::exists(dir / "out.pt"));
+    check(run_cli("denoise --quiet --model " + path + " " + dir / "images " + dir / "out"), "denoise");
+    EXPECT_TRUE(!fs::exists(dir / "out") || fs::is_empty(dir / "out")) << "denoise wrote outputs";
+    check(run_cli("eval --quiet --no-nlm --model " + path + " --clean " + dir / "images"), "eval");
+  }
+}
+
+TEST(HostileModel, AnExportWhoseMetadataLiesAboutChannelsFailsPerFile) {
+  TempDir dir;
+  torch::manual_seed(2);
+  // A colour network exported with metadata that says gray: it loads, and each image then
+  // fails in the forward pass with a one-line reason instead of crashing the job.
+  Autoencoder colour = make_model(small_spec(3));
+  const std::string path = dir / "liar.pt";
+  to_torchscript(*colour, torch::kCPU).save(path, {{kTorchScriptMetadataFile, export_metadata_json(info_for(small_spec(1)))}});
+  test::write_synthetic_images(dir / "images", 2, 1, 24, 24, 1);
+
+  const CommandResult r = run_cli("denoise --model " + path + " " + dir / "images " + dir / "out");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("denoised 0, skipped 0, failed 2"), std::string::npos) << r.output;
+  for (const char* name : {"img000.png", "img001.png"}) {
+    EXPECT_NE(r.output.find(dir / "images/" + name + ": " + path + ": forward failed: "), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir / "out/" + name));
+  }
+  const CommandResult e = run_cli("eval --quiet --no-nlm --model " + path + " --clean " + dir / "images");
+  EXPECT_EQ(e.exit_code, 1) << e.output;
+  EXPECT_TRUE(one_line(e.output)) << e.output;
+  EXPECT_NE(e.output.find(path + ": forward failed: "), std::string::npos) << e.output;
+}
