@@ -67,9 +67,10 @@ double ssim(const at::Tensor& a, const at::Tensor& b, double data_range) {
   // A side shorter than the window gets the central taps that fit (an odd count, renormalised):
   // skimage refuses such images, but a 1 x 5000 strip in a folder must not stop a validation or
   // an evaluation. Images of at least 11 x 11 are unaffected.
+  const auto options = x.options();  // (C++17 lambdas cannot capture structured bindings)
   auto kernel = [&](int64_t side) {
     const int64_t n = std::min<int64_t>(kWindow, side % 2 ? side : side - 1);
-    at::Tensor taps = at::arange(n, x.options()) - (n - 1) / 2;
+    at::Tensor taps = at::arange(n, options) - (n - 1) / 2;
     at::Tensor g = at::exp(-0.5 * taps * taps / (kSigma * kSigma));
     return g / g.sum();
   };
