@@ -121,7 +121,8 @@ bool looks_generated(const fs::path& file, const std::string& suffix) {
 // channels, loaded on first use (a folder of gray photos never loads the colour model).
 class ModelChooser {
  public:
-  ModelChooser(const std::string& path, c10::Device device, const Logger& log) : device_(device), log_(log) {
+  ModelChooser(const std::string& path, c10::Device device, c10::ScalarType dtype, const Logger& log)
+      : device_(device), dtype_(dtype), log_(log) {
     if (!path.empty()) given_ = load(path);
   }
   // 0 for the given model, else 1 (gray) or 3 (colour): images with equal keys share a model.
@@ -135,12 +136,13 @@ class ModelChooser {
 
  private:
   std::unique_ptr<InferenceModel> load(const std::string& path) {
-    std::unique_ptr<InferenceModel> model = load_model(path, device_);
+    std::unique_ptr<InferenceModel> model = load_model(path, device_, dtype_);
     log_.debug("model ", path, ": ", model->channels(), " channel(s), receptive radius ",
                model->receptive_radius(), ", size multiple ", model->info().arch.size_multiple());
     return model;
   }
   c10::Device device_;
+  c10::ScalarType dtype_;
   const Logger& log_;
   std::unique_ptr<InferenceModel> given_, gray_, colour_;
 };
@@ -261,7 +263,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
       options.add_noise.empty() ? std::nullopt : std::optional<NoiseSpec>(parse_noise(options.add_noise));
   const std::string noise_text = noise ? to_string(*noise) : "";
   const std::vector<Job> jobs = plan_jobs(options);
-  ModelChooser models(options.model, options.tiling.device, log);
+  ModelChooser models(options.model, options.tiling.device, parse_precision(options.precision), log);
 
   DenoiseReport report;
   const auto start = std::chrono::steady_clock::now();

@@ -29,6 +29,7 @@ struct DenoiseOptions {
                                 // else input | denoised
   bool skip_existing = false;   // leave files whose outputs (and comparison) already exist
   TileOptions tiling;           // tile size, batch and device of the model
+  std::string precision = "fp32";  // "fp32" or "bf16" (load_model's dtype)
   int64_t max_pixels = kDefaultMaxPixels;  // larger images fail (decompression bombs)
   int prefetch = 2;             // images decoded ahead of the model, >= 1
   bool progress_tty = false;    // redraw the progress line in place (stderr is a terminal)

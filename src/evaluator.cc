@@ -127,7 +127,8 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   // Without --model, the first image decides between the shipped gray and colour denoisers.
   const std::string model_path =
       !options.model.empty() ? options.model : shipped_model(static_cast<int>(load_image(files.front(), options.max_pixels).pixels.size(0)));
-  std::unique_ptr<InferenceModel> model = load_model(model_path, options.tiling.device);
+  std::unique_ptr<InferenceModel> model =
+      load_model(model_path, options.tiling.device, parse_precision(options.precision));
   const int channels = model->channels();
   EvalResult result;
   result.model = model_path;

@@ -29,6 +29,7 @@ struct EvalOptions {
   bool nlm = true;                    // also run OpenCV's fastNlMeansDenoising(Colored)
   int max_images = 0;                 // evaluate the first N images only; 0 = all
   TileOptions tiling;                 // how the model runs (tile, batch, device)
+  std::string precision = "fp32";     // "fp32" or "bf16" (load_model's dtype)
   int64_t max_pixels = kDefaultMaxPixels;  // larger images are an error
   bool progress_tty = false;          // redraw the progress line in place
 };

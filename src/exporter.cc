@@ -142,7 +142,7 @@ class SourceWriter {
            ", " + std::to_string(pad) + "])";
   }
 
-  // 2x upsampling: a 2x2 stride-2 transposed conv, or a bilinear resize (align_corners false,
+  // 2x upsampling: a 2x2 stride-2 transposed conv (computed as models.cc does), or a bilinear resize (align_corners false,
   // the call F::interpolate makes for scale factor 2) followed by a 3x3 conv.
   std::string upsample(const std::string& input, const std::string& name, int in, int out) {
     if (spec_.upsample == "bilinear") {
@@ -152,8 +152,9 @@ class SourceWriter {
     }
     record(name + "_weight", {in, out, 2, 2});
     record(name + "_bias", {out});
-    return "torch.conv_transpose2d(" + input + ", self." + name + "_weight, self." + name +
-           "_bias, [2, 2], [0, 0], [0, 0])";
+    // The same computation as models.cc: a 1x1 conv to 4x the channels and a pixel shuffle.
+    return "torch.pixel_shuffle(torch.conv2d(" + input + ", self." + name + "_weight.permute([1, 2, 3, 0]).reshape([-1, " +
+           std::to_string(in) + ", 1, 1]), torch.repeat_interleave(self." + name + "_bias, 4), [1, 1], [0, 0]), 2)";
   }
 
   std::string act(const std::string& x) const {

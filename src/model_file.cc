@@ -35,33 +35,30 @@ int InferenceModel::receptive_radius() const { return bottleneck::receptive_radi
 
 namespace {
 
-class CheckpointModel : public InferenceModel {
+// Every model runs as the native network (models.cc): a checkpoint's, or the one an export's
+// ArchSpec describes with the export's parameters copied in by name. Exports are generated from
+// the same walk over the spec and checked equal to it, so this changes no number; it gives one
+// implementation to make fast (bf16, the upsampling formulation) and never runs the code that
+// a TorchScript file carries.
+class NativeModel : public InferenceModel {
  public:
-  CheckpointModel(const std::string& path, c10::Device device) {
-    LoadedCheckpoint loaded = load_checkpoint(path);
-    model_ = loaded.model;
-    model_->to(device);
-    model_->eval();
-    info_.path = path;
-    info_.file_kind = "checkpoint";
-    info_.arch = loaded.info.arch;
-    info_.noise = loaded.info.noise;
-    info_.iteration = loaded.info.iteration;
-    info_.val_psnr = loaded.info.best_val_psnr;
-    info_.project_version = loaded.info.project_version;
-    info_.format_version = loaded.info.format_version;
-    if (!loaded.info.config_json.empty()) {
-      const auto config = nlohmann::json::parse(loaded.info.config_json, nullptr, false);
-      if (config.is_object()) info_.train_data = config.value("data", "");
+  NativeModel(Autoencoder model, ModelInfo info, c10::Device device, c10::ScalarType dtype)
+      : model_(std::move(model)), info_(std::move(info)) {
+    try {
+      model_->to(device);
+    } catch (const std::exception& e) {
+      throw Error(info_.path, "cannot move the model to " + device.str() + ": " + first_line(e.what()));
     }
+    model_->set_compute_dtype(dtype);
+    model_->eval();
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {
     torch::NoGradGuard no_grad;
     try {
       return model_->forward(x);
-    } catch (const Error&) {
-      throw;
+    } catch (const Error& e) {
+      throw Error(info_.path, e.what());
     } catch (const std::exception& e) {
       // LibTorch's messages carry a C++ stack trace; a per-file error must stay one line.
       throw Error(info_.path, "forward failed: " + first_line(e.what()));
@@ -74,39 +71,55 @@ class CheckpointModel : public InferenceModel {
   ModelInfo info_;
 };
 
-// A file written by `bottleneck export`: the script module runs forward(), the metadata comes
-// from its extra file.
-class TorchScriptModel : public InferenceModel {
- public:
-  TorchScriptModel(torch::jit::Module module, ModelInfo info)
-      : module_(std::move(module)), info_(std::move(info)) {
-    module_.eval();
+ModelInfo checkpoint_model_info(const std::string& path, const CheckpointInfo& c) {
+  ModelInfo info;
+  info.path = path;
+  info.file_kind = "checkpoint";
+  info.arch = c.arch;
+  info.noise = c.noise;
+  info.iteration = c.iteration;
+  info.val_psnr = c.best_val_psnr;
+  info.project_version = c.project_version;
+  info.format_version = c.format_version;
+  if (!c.config_json.empty()) {
+    const auto config = nlohmann::json::parse(c.config_json, nullptr, false);
+    if (config.is_object()) info.train_data = config.value("data", "");
   }
+  return info;
+}
 
-  torch::Tensor forward(const torch::Tensor& x) override {
-    // Checked here as CheckpointModel does, so a bad input reads the same for both kinds
-    // instead of as a TorchScript interpreter trace.
-    if (x.dim() != 4 || x.size(1) != info_.arch.in_channels)
-      throw Error(info_.path, "model expects N x " + std::to_string(info_.arch.in_channels) +
-                                  " x H x W input, got " + std::to_string(x.dim()) + " dims" +
-                                  (x.dim() >= 2 ? " with " + std::to_string(x.size(1)) + " channels" : ""));
-    torch::NoGradGuard no_grad;
-    try {
-      return module_.forward({x}).toTensor();
-    } catch (const std::exception& e) {
-      throw Error(info_.path, "forward failed: " + first_line(e.what()));
-    }
+// The native network of an export, its parameters taken from the script module's attributes
+// (the exporter flattens "enc0_conv0.weight" to "enc0_conv0_weight").
+Autoencoder native_from_export(const std::string& path, const ArchSpec& arch, const torch::jit::Module& module) {
+  Autoencoder model = make_model(arch);
+  size_t copied = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& item : model->named_parameters()) {
+    std::string name = item.key();
+    for (char& c : name)
+      if (c == '.') c = '_';
+    if (!module.hasattr(name) || !module.attr(name).isTensor())
+      throw Error(path, "damaged export: parameter " + name + " is missing");
+    const torch::Tensor stored = module.attr(name).toTensor();
+    if (stored.sizes() != item.value().sizes() || stored.scalar_type() != torch::kFloat)
+      throw Error(path, "damaged export: parameter " + name + " does not match the model's ArchSpec");
+    item.value().copy_(stored);
+    ++copied;
   }
-  const ModelInfo& info() const override { return info_; }
-
- private:
-  torch::jit::Module module_;
-  ModelInfo info_;
-};
+  if (copied != module.named_parameters().size())
+    throw Error(path, "damaged export: it holds parameters its ArchSpec has no place for");
+  return model;
+}
 
 }  // namespace
 
-std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device) {
+c10::ScalarType parse_precision(const std::string& name) {
+  if (name == "fp32") return torch::kFloat;
+  if (name == "bf16") return torch::kBFloat16;
+  throw UsageError("--precision " + name + ": expected fp32 or bf16");
+}
+
+std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device, c10::ScalarType dtype) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) throw Error(path, "no such file");
@@ -125,16 +138,14 @@ std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device 
   const std::string& metadata = extra[kTorchScriptMetadataFile];
   if (!metadata.empty()) {
     ModelInfo info = parse_export_metadata(path, metadata);
-    if (!module.find_method("forward"))
-      throw Error(path, "damaged export: the module has no forward()");
-    try {
-      module.to(device);
-    } catch (const std::exception& e) {
-      throw Error(path, "cannot move the model to " + device.str() + ": " + first_line(e.what()));
-    }
-    return std::make_unique<TorchScriptModel>(std::move(module), std::move(info));
+    Autoencoder model = native_from_export(path, info.arch, module);
+    return std::make_unique<NativeModel>(std::move(model), std::move(info), device, dtype);
   }
-  if (module.hasattr("bottleneck_info")) return std::make_unique<CheckpointModel>(path, device);
+  if (module.hasattr("bottleneck_info")) {
+    LoadedCheckpoint loaded = load_checkpoint(path);
+    ModelInfo info = checkpoint_model_info(path, loaded.info);
+    return std::make_unique<NativeModel>(loaded.model, std::move(info), device, dtype);
+  }
   throw Error(path, "a torch archive but not a Bottleneck model (neither a checkpoint from "
                     "`bottleneck train` nor a model from `bottleneck export`)");
 }

@@ -4,6 +4,7 @@
 #include <string>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 #include "arch_spec.h"
 
@@ -38,10 +39,15 @@ class InferenceModel {
 };
 
 // Loads a training checkpoint (.ckpt) or an exported TorchScript model (bottleneck export),
-// deciding by content, not by extension, onto `device`. Throws Error(path, reason) with a
-// one-line reason for anything else: missing, truncated or corrupt files, foreign archives,
-// versions this build cannot read.
-std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device);
+// deciding by content, not by extension, onto `device`, computing in `dtype` (kFloat, or
+// kBFloat16: about twice as fast on CPUs with AVX512-BF16, a few hundredths of a dB lower).
+// Throws Error(path, reason) with a one-line reason for anything else: missing, truncated or
+// corrupt files, foreign archives, versions this build cannot read.
+std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device,
+                                           c10::ScalarType dtype = c10::ScalarType::Float);
+
+// "fp32" -> kFloat, "bf16" -> kBFloat16; UsageError otherwise.
+c10::ScalarType parse_precision(const std::string& name);
 
 // Receptive radius of the network a spec describes, in input pixels.
 int receptive_radius(const ArchSpec& spec);

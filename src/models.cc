@@ -83,13 +83,31 @@ class NetBase : public AutoencoderImpl {
     return u;
   }
 
-  torch::Tensor apply_up(Up& u, const torch::Tensor& x) {
-    if (u.transposed) return u.transposed->forward(x);
+  // A conv in the compute dtype (padding k/2 as conv() builds them).
+  torch::Tensor run(torch::nn::Conv2d& c, const torch::Tensor& x) const {
+    if (compute_dtype_ == torch::kFloat) return c->forward(x);
+    const auto& o = c->options;
+    return F::conv2d(x, c->weight.to(compute_dtype_),
+                     F::Conv2dFuncOptions().bias(c->bias.to(compute_dtype_)).stride(o.stride())
+                         .padding((*o.kernel_size())[0] / 2));
+  }
+
+  torch::Tensor apply_up(Up& u, const torch::Tensor& x) const {
+    if (u.transposed) {
+      // A 2x2 stride-2 transposed conv is a 1x1 conv to 4x the channels followed by a pixel
+      // shuffle: out[o, 2h+i, 2w+j] = b[o] + sum_c x[c, h, w] W[c, o, i, j]. The same numbers,
+      // but through the fast convolution kernels: LibTorch 1.13 runs the transposed conv on
+      // its slow path on the CPU (3x the time of the 1x1 conv) and fails on it in bf16.
+      const torch::Tensor& w = u.transposed->weight;  // in x out x 2 x 2
+      const torch::Tensor w1x1 = w.permute({1, 2, 3, 0}).reshape({-1, w.size(0), 1, 1});
+      const torch::Tensor b = u.transposed->bias.repeat_interleave(4);
+      return torch::pixel_shuffle(torch::conv2d(x, w1x1.to(x.scalar_type()), b.to(x.scalar_type())), 2);
+    }
     auto options = F::InterpolateFuncOptions()
                        .scale_factor(std::vector<double>{2.0, 2.0})
                        .mode(torch::kBilinear)
                        .align_corners(false);
-    return u.conv->forward(F::interpolate(x, options));
+    return run(u.conv, F::interpolate(x, options));
   }
 
   torch::Tensor act(const torch::Tensor& x) const {
@@ -120,7 +138,7 @@ class NetBase : public AutoencoderImpl {
 
   // `padded` is the network input after pad_to_multiple, `features` the last full-res features.
   torch::Tensor apply_head(const torch::Tensor& padded, const torch::Tensor& features) {
-    torch::Tensor y = head_->forward(features);
+    torch::Tensor y = run(head_, features).to(torch::kFloat);
     switch (head_kind_) {
       case Head::kResidual:
         return padded - y;
@@ -137,6 +155,10 @@ class NetBase : public AutoencoderImpl {
       throw Error("model expects N x " + std::to_string(spec_.in_channels) +
                   " x H x W input, got shape " + shape_string(x));
     return pad_to_multiple(x, spec_.size_multiple());
+  }
+
+  torch::Tensor to_compute(const torch::Tensor& x) const {
+    return x.scalar_type() == compute_dtype_ ? x : x.to(compute_dtype_);
   }
 
   static std::string shape_string(const torch::Tensor& x) {
@@ -193,27 +215,27 @@ class UNetImpl : public NetBase {
     const torch::Tensor padded = pad_input(x);
     std::vector<torch::Tensor> skips;
     torch::Tensor f = run_encoder(padded, &skips);
-    if (expand_) f = act(expand_->forward(f));
+    if (expand_) f = act(run(expand_, f));
     for (int l = spec_.depth(); l >= 1; --l) {
       f = apply_up(up_[l], f) + skips[l - 1];
-      for (auto& c : dec_[l]) f = act(c->forward(f));
+      for (auto& c : dec_[l]) f = act(run(c, f));
     }
     return crop_to(apply_head(padded, f), x.size(2), x.size(3));
   }
 
-  torch::Tensor encode(torch::Tensor x) override { return run_encoder(pad_input(x), nullptr); }
+  torch::Tensor encode(torch::Tensor x) override { return run_encoder(pad_input(x), nullptr).to(torch::kFloat); }
 
  private:
   // Returns the lowest-level features (squeezed when there is a squeeze); the outputs of
   // levels 0..depth-1 go to *skips.
   torch::Tensor run_encoder(const torch::Tensor& padded, std::vector<torch::Tensor>* skips) {
-    torch::Tensor f = padded;
+    torch::Tensor f = to_compute(padded);
     for (int l = 0; l <= spec_.depth(); ++l) {
-      if (l > 0) f = act(down_[l]->forward(f));
-      for (auto& c : enc_[l]) f = act(c->forward(f));
+      if (l > 0) f = act(run(down_[l], f));
+      for (auto& c : enc_[l]) f = act(run(c, f));
       if (skips && l < spec_.depth()) skips->push_back(f);
     }
-    if (squeeze_) f = act(squeeze_->forward(f));
+    if (squeeze_) f = act(run(squeeze_, f));
     return f;
   }
 
@@ -255,24 +277,24 @@ class ConvAEImpl : public NetBase {
 
   torch::Tensor forward(torch::Tensor x) override {
     const torch::Tensor padded = pad_input(x);
-    torch::Tensor f = act(expand_->forward(run_encoder(padded)));
+    torch::Tensor f = act(run(expand_, run_encoder(padded)));
     for (int l = spec_.depth(); l >= 1; --l) {
       f = act(apply_up(up_[l], f));
-      for (auto& c : dec_[l]) f = act(c->forward(f));
+      for (auto& c : dec_[l]) f = act(run(c, f));
     }
     return crop_to(apply_head(padded, f), x.size(2), x.size(3));
   }
 
-  torch::Tensor encode(torch::Tensor x) override { return run_encoder(pad_input(x)); }
+  torch::Tensor encode(torch::Tensor x) override { return run_encoder(pad_input(x)).to(torch::kFloat); }
 
  private:
   torch::Tensor run_encoder(const torch::Tensor& padded) {
-    torch::Tensor f = padded;
+    torch::Tensor f = to_compute(padded);
     for (int l = 0; l <= spec_.depth(); ++l) {
-      if (l > 0) f = act(down_[l]->forward(f));
-      for (auto& c : enc_[l]) f = act(c->forward(f));
+      if (l > 0) f = act(run(down_[l], f));
+      for (auto& c : enc_[l]) f = act(run(c, f));
     }
-    return act(squeeze_->forward(f));
+    return act(run(squeeze_, f));
   }
 
   std::vector<std::vector<torch::nn::Conv2d>> enc_;
@@ -295,6 +317,12 @@ torch::Tensor pad_end(const torch::Tensor& x, int dim, int64_t amount) {
 }
 
 }  // namespace
+
+void AutoencoderImpl::set_compute_dtype(c10::ScalarType dtype) {
+  if (dtype != torch::kFloat && dtype != torch::kBFloat16)
+    throw Error("compute dtype must be float32 or bfloat16");
+  compute_dtype_ = dtype;
+}
 
 Autoencoder make_model(const ArchSpec& spec) {
   validate(spec);

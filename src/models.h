@@ -23,6 +23,12 @@ class AutoencoderImpl : public torch::nn::Module {
   virtual torch::Tensor encode(torch::Tensor x) = 0;
 
   const ArchSpec& spec() const { return spec_; }
+  // The dtype the layers compute in: kFloat (default) or kBFloat16. Parameters stay float32
+  // (the optimiser's master copy) and are cast per forward pass, so training gets bf16 speed
+  // with fp32 updates. Inputs and outputs stay float32 either way; the residual head subtracts
+  // the predicted noise from the float32 input, so bf16 rounds the noise estimate, not the image.
+  void set_compute_dtype(c10::ScalarType dtype);
+  c10::ScalarType compute_dtype() const { return compute_dtype_; }
   // Multiply-accumulates per input pixel of one forward pass (FLOPs ~ 2x this), counted from the
   // layers as they are built.
   double macs_per_pixel() const { return macs_per_pixel_; }
@@ -30,6 +36,7 @@ class AutoencoderImpl : public torch::nn::Module {
  protected:
   ArchSpec spec_;
   double macs_per_pixel_ = 0;
+  c10::ScalarType compute_dtype_ = c10::ScalarType::Float;
 };
 
 using Autoencoder = std::shared_ptr<AutoencoderImpl>;

@@ -30,6 +30,7 @@ void validate(const TrainOptions& o) {
   if (o.step_size < 1) fail("--step-size must be >= 1");
   if (!(o.step_gamma > 0 && o.step_gamma <= 1)) fail("--step-gamma must be in (0, 1]");
   if (o.loss != "mse" && o.loss != "l1") fail("--loss must be mse or l1, got " + o.loss);
+  if (o.precision != "fp32" && o.precision != "bf16") fail("--precision must be fp32 or bf16, got " + o.precision);
   if (o.val_every < 1) fail("--val-every must be >= 1");
   if (o.checkpoint_every < 1) fail("--checkpoint-every must be >= 1");
   if (o.log_every < 1) fail("--log-every must be >= 1");
@@ -59,6 +60,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("step_size", o.step_size);
   v("step_gamma", o.step_gamma);
   v("loss", o.loss);
+  v("precision", o.precision);
   v("augment", o.augment);
   v("val_every", o.val_every);
   v("checkpoint_every", o.checkpoint_every);

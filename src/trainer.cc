@@ -265,6 +265,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   torch::manual_seed(options.seed);
   Autoencoder model = make_model(options.arch);
   model->to(runtime.device);
+  model->set_compute_dtype(options.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
 
   MetricsLog metrics(run_dir + "/metrics.csv");

@@ -233,6 +233,51 @@ TEST(ModelsTest, GradientsReachTheFirstLayer) {
   }
 }
 
+// bf16 compute: the same network within bfloat16 rounding, float32 in and out, float32
+// parameters that still receive gradients (the optimiser's master copy).
+TEST(ModelsTest, Bf16ComputeIsCloseToFloatAndKeepsFloatParameters) {
+  torch::manual_seed(4);
+  for (const std::string kind : {"unet", "conv-ae"}) {
+    for (const std::string head : {"residual", "linear"}) {
+      if (kind == "conv-ae" && head == "residual") continue;  // not a valid spec
+      ArchSpec spec = tiny_spec(kind, 2);
+      spec.head = head;
+      spec.in_channels = spec.out_channels = 3;
+      for (int& w : spec.widths) w *= 4;
+      Autoencoder model = make_model(spec);
+      const torch::Tensor x = torch::rand({2, 3, 21, 30});
+      torch::Tensor reference, approx;
+      {
+        torch::NoGradGuard no_grad;
+        reference = model->forward(x);
+        model->set_compute_dtype(torch::kBFloat16);
+        approx = model->forward(x);
+      }
+      EXPECT_EQ(approx.scalar_type(), torch::kFloat) << kind << " " << head;
+      EXPECT_EQ(model->encode(x).scalar_type(), torch::kFloat);
+      const double scale = reference.abs().max().item<double>();
+      const double err = (approx - reference).abs().max().item<double>();
+      EXPECT_LT(err, 0.02 * scale) << kind << " " << head;
+      EXPECT_GT(err, 0.0) << kind << " " << head;  // it did compute in bf16
+      if (head == "residual") {
+        // The input passes through in float32: only the small noise estimate is rounded.
+        EXPECT_LT((approx - reference).abs().max().item<double>(), 2e-3) << kind;
+      }
+      const torch::Tensor loss = (model->forward(x) - x).pow(2).mean();
+      loss.backward();
+      for (const auto& p : model->parameters()) {
+        EXPECT_EQ(p.scalar_type(), torch::kFloat);
+        ASSERT_TRUE(p.grad().defined());
+        EXPECT_EQ(p.grad().scalar_type(), torch::kFloat);
+      }
+      model->set_compute_dtype(torch::kFloat);
+      torch::NoGradGuard no_grad;
+      EXPECT_TRUE(torch::equal(model->forward(x), reference)) << kind << " " << head;
+    }
+  }
+  EXPECT_THROW(make_model(tiny_spec("unet", 1))->set_compute_dtype(torch::kHalf), Error);
+}
+
 TEST(ModelsTest, ResidualHeadStartsNearIdentity) {
   torch::NoGradGuard no_grad;
   const torch::Tensor x = test::synthetic_image(1, 48, 40, 7).unsqueeze(0);

@@ -29,6 +29,7 @@ TEST(TrainConfig, JsonRoundTripKeepsEveryField) {
   o.step_size = 100;
   o.step_gamma = 0.25;
   o.loss = "l1";
+  o.precision = "bf16";
   o.augment = false;
   o.val_every = 7;
   o.checkpoint_every = 9;
@@ -42,6 +43,7 @@ TEST(TrainConfig, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(to_json(back), to_json(o));
   EXPECT_EQ(back.seed, 99u);
   EXPECT_EQ(back.schedule, "step");
+  EXPECT_EQ(back.precision, "bf16");
   EXPECT_EQ(back.arch.widths, (std::vector<int>{8, 16}));
 }
 
@@ -53,6 +55,7 @@ TEST(TrainConfig, PartialConfigKeepsBase) {
   EXPECT_DOUBLE_EQ(o.lr, 0.01);
   EXPECT_EQ(o.batch, 4);
   EXPECT_EQ(o.data_dir, "data");
+  EXPECT_EQ(o.precision, "fp32");  // configs of runs from before --precision resume in fp32
 }
 
 TEST(TrainConfig, RejectsUnknownKeysWrongTypesAndBadJson) {
@@ -92,6 +95,9 @@ TEST(TrainConfig, ValidateNamesTheBadField) {
   o = valid_options();
   o.loss = "huber";
   expect_bad(o, "--loss");
+  o = valid_options();
+  o.precision = "fp16";
+  expect_bad(o, "--precision");
   o = valid_options();
   o.noise = "gauss:3";
   EXPECT_THROW(validate(o), UsageError);

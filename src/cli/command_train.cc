@@ -44,7 +44,9 @@ void add_train_options(cxxopts::Options& o) {
       ("schedule", "cosine, step or constant (default cosine)", cxxopts::value<std::string>())
       ("step-size", "step schedule: steps between decays (default 2000)", cxxopts::value<int64_t>())
       ("step-gamma", "step schedule: decay factor (default 0.5)", cxxopts::value<double>())
-      ("loss", "mse or l1 (default mse)", cxxopts::value<std::string>());
+      ("loss", "mse or l1 (default mse)", cxxopts::value<std::string>())
+      ("precision", "fp32, or bf16: layers compute in bfloat16, weights and optimiser stay fp32 (default fp32)",
+       cxxopts::value<std::string>());
   o.add_options("Run")
       ("out", "run directory to create", cxxopts::value<std::string>())
       ("config", "JSON file of training options (flags override it)", cxxopts::value<std::string>())
@@ -83,6 +85,7 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("step-size", t.step_size);
   set("step-gamma", t.step_gamma);
   set("loss", t.loss);
+  set("precision", t.precision);
   set("val-every", t.val_every);
   set("checkpoint-every", t.checkpoint_every);
   set("log-every", t.log_every);
