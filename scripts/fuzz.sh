@@ -8,6 +8,8 @@
 # The corpus grows in build-fuzz/fuzz-corpus/TARGET across runs; a crashing input is saved as
 # build-fuzz/fuzz-artifacts/TARGET-crash-... and the script exits 1. Replay one with
 #   build-fuzz/fuzz/TARGET FILE
+# A crash stops its target; FUZZ_KEEP_GOING=1 runs each in libFuzzer's fork mode, which saves
+# every crash and goes on (fuzz_model_file meets a known LibTorch crash, tests/fuzz/known_crashes).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-60}"
@@ -49,12 +51,16 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus"
   log="$build/fuzz-artifacts/$t.log"
   echo "fuzz: $t for $seconds s (log: $log)" >&2
+  keep_going=()
+  [ "${FUZZ_KEEP_GOING:-0}" = 1 ] && keep_going=(-fork=1 -ignore_crashes=1)
   set +e
-  "$build/fuzz/$t" "$corpus" "$seeds" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
+  "$build/fuzz/$t" "${keep_going[@]}" "$corpus" "$seeds" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
     -detect_leaks=0 -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/$t-" >"$log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+  # Fork mode prints no final stats: its last status line "#N ..." counts the executions.
+  [ -n "$runs" ] || runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
   crashes=$(ls "$build/fuzz-artifacts" | grep -c "^$t-" || true)
   summary+="$t: $runs executions, exit $rc, $crashes saved crash input(s)"$'\n'
   [ "$rc" -eq 0 ] || status=1
