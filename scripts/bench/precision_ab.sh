@@ -5,17 +5,18 @@
 #
 #   scripts/bench/precision_ab.sh [OUTPUT.md]   (default models/training/precision-ab.md)
 #
-# Environment: DATA (default ../shared/data), BOTTLENECK (default build/bottleneck), ITERS (1000).
+# Environment: DATA (default ../shared/data), BOTTLENECK (default build/bottleneck), ITERS (1000),
+# WORK (keep the two runs there; runs already finished in it are not trained again).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 data="${DATA:-$root/../shared/data}"
 cli="${BOTTLENECK:-$root/build/bottleneck}"
 iters="${ITERS:-1000}"
 out="${1:-$root/models/training/precision-ab.md}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+if [ -n "${WORK:-}" ]; then work="$WORK"; mkdir -p "$work"; else work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT; fi
 
 for p in fp32 bf16; do
+  if [ -f "$work/$p/metrics.csv" ] && [ "$(tail -1 "$work/$p/metrics.csv" | cut -d, -f1)" = "$iters" ]; then continue; fi
   "$cli" train --data "$data/train/gray400" --val "$data/val/set12" --val-max-images 4 \
     --noise gaussian:0-55 --val-noise gaussian:25 --arch unet-s --patch 64 --batch 16 --iters "$iters" \
     --lr 2e-3 --val-every $((iters / 4)) --checkpoint-every $((iters / 4)) --samples 0 --precision "$p" \
