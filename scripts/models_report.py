@@ -72,11 +72,11 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def evaluate(cli, folder, threads, max_images):
+def evaluate(cli, folder, threads, max_images, sigmas=SIGMAS, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "eval.json")
-        cmd = [cli, "eval", "--clean", folder, "--noise", ",".join(f"gaussian:{s}" for s in SIGMAS),
-               "--json", out, "-q"]
+        cmd = [cli, "eval", "--clean", folder, "--noise", ",".join(f"gaussian:{s}" for s in sigmas),
+               "--json", out, "-q", *extra]
         if threads:
             cmd += ["--threads", str(threads)]
         if max_images:
@@ -146,6 +146,16 @@ def model_section(name, cli, data, threads, max_images):
                      f"| {goal['classic_db'][k]:.2f} | {goal['learned_db'][k]:.2f} | "
                      f"{'met' if met else 'not met (%+.2f dB)' % (ours - goal['classic_db'][k])} |")
     lines.append("")
+
+    # bf16 against the fp32 row just measured: same images, same noise (the seed is the same).
+    _, _, bf16 = evaluate(cli, os.path.join(data, goal["folder"]), threads, max_images, [25],
+                          ["--precision", "bf16", "--no-nlm"])
+    fp32 = result["levels"][1]["model"]
+    b = bf16["levels"][0]["model"]
+    lines += [f"With `--precision bf16` at sigma 25: {fmt(b['psnr'])} dB against {fmt(fp32['psnr'])} dB in fp32 "
+              f"({b['psnr'] - fp32['psnr']:+.3f} dB), {fmt(b['seconds_per_megapixel'], 3)} against "
+              f"{fmt(fp32['seconds_per_megapixel'], 3)} s/MP "
+              f"({fp32['seconds_per_megapixel'] / b['seconds_per_megapixel']:.2f}x the speed).", ""]
     return lines, met_all
 
 
