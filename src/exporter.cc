@@ -175,12 +175,6 @@ class SourceWriter {
   std::map<std::string, std::vector<int64_t>> parameters_;
 };
 
-std::string flat_name(std::string name) {
-  for (char& c : name)
-    if (c == '.') c = '_';
-  return name;
-}
-
 nlohmann::ordered_json number_or_null(double v) {
   return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
 }
@@ -236,6 +230,12 @@ bool is_export(const std::string& path) {
 }
 
 }  // namespace
+
+std::string flat_name(std::string name) {
+  for (char& c : name)
+    if (c == '.') c = '_';
+  return name;
+}
 
 std::string torchscript_source(const ArchSpec& spec) {
   validate(spec);

@@ -41,6 +41,9 @@ std::string torchscript_source(const ArchSpec& spec);
 // Throws Error if the network's parameters differ from the ones the source uses.
 torch::jit::Module to_torchscript(const AutoencoderImpl& model, c10::Device device);
 
+// The attribute name a parameter gets in an export: "enc0_conv0.weight" -> "enc0_conv0_weight".
+std::string flat_name(std::string name);
+
 // The metadata JSON written as kTorchScriptMetadataFile, from the checkpoint's info.
 std::string export_metadata_json(const CheckpointInfo& info);
 

@@ -89,15 +89,13 @@ ModelInfo checkpoint_model_info(const std::string& path, const CheckpointInfo& c
 }
 
 // The native network of an export, its parameters taken from the script module's attributes
-// (the exporter flattens "enc0_conv0.weight" to "enc0_conv0_weight").
+// (named by flat_name, as the exporter wrote them).
 Autoencoder native_from_export(const std::string& path, const ArchSpec& arch, const torch::jit::Module& module) {
   Autoencoder model = make_model(arch);
   size_t copied = 0;
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters()) {
-    std::string name = item.key();
-    for (char& c : name)
-      if (c == '.') c = '_';
+    const std::string name = flat_name(item.key());
     if (!module.hasattr(name) || !module.attr(name).isTensor())
       throw Error(path, "damaged export: parameter " + name + " is missing");
     const torch::Tensor stored = module.attr(name).toTensor();
