@@ -67,20 +67,6 @@ std::string nlm_note(const NoiseSpec& spec, int channels) {
   return s.str();
 }
 
-// 8-bit NLM on the clipped noisy image, as the classic tool is used; returns the float result.
-torch::Tensor run_nlm(const torch::Tensor& noisy, double sigma) {
-  const int channels = static_cast<int>(noisy.size(0));
-  const cv::Mat src = tensor_to_mat(noisy.clamp(0, 1), CV_8U);
-  cv::Mat dst;
-  const float h = static_cast<float>(nlm_h(sigma, channels));
-  // Template 7 x 7 and search 21 x 21 are OpenCV's defaults (Buades et al.'s recommendation).
-  if (channels == 3)
-    cv::fastNlMeansDenoisingColored(src, dst, h, h, 7, 21);
-  else
-    cv::fastNlMeansDenoising(src, dst, h, 7, 21);
-  return mat_to_tensor(dst);
-}
-
 double mean_of(const std::vector<ImageScore>& v, double ImageScore::*field) {
   if (v.empty()) return kNaN;
   double sum = 0;
@@ -110,6 +96,19 @@ double nlm_h(double sigma, int channels) {
   const double t = std::clamp((sigma - 25.0) / 25.0, 0.0, 1.0);
   const double f = channels == 3 ? 0.6 - 0.1 * t : 1.0 - 0.2 * t;
   return f * sigma;
+}
+
+torch::Tensor nlm_denoise(const torch::Tensor& noisy, double sigma) {
+  const int channels = static_cast<int>(noisy.size(0));
+  const cv::Mat src = tensor_to_mat(noisy.clamp(0, 1), CV_8U);
+  cv::Mat dst;
+  const float h = static_cast<float>(nlm_h(sigma, channels));
+  // Template 7 x 7 and search 21 x 21 are OpenCV's defaults (Buades et al.'s recommendation).
+  if (channels == 3)
+    cv::fastNlMeansDenoisingColored(src, dst, h, h, 7, 21);
+  else
+    cv::fastNlMeansDenoising(src, dst, h, 7, 21);
+  return mat_to_tensor(dst);
 }
 
 EvalResult evaluate(const EvalOptions& options, const Logger& log) {
@@ -180,7 +179,7 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
       if (sigma) {
         score.nlm_sigma = *sigma;
         const auto start = Clock::now();
-        const torch::Tensor nlm = run_nlm(noisy, *sigma);
+        const torch::Tensor nlm = nlm_denoise(noisy, *sigma);
         nlm_seconds[k] += seconds_since(start);
         score.nlm_psnr = psnr(nlm, clean);
         score.nlm_ssim = ssim(nlm, clean);

@@ -79,4 +79,8 @@ std::string eval_json(const EvalResult& result);
 // The rule and the measurements behind it are in evaluator.cc.
 double nlm_h(double sigma, int channels);
 
+// OpenCV's non-local means as the classic tool is used: on the clipped noisy image (C x H x W
+// float, 1 or 3 channels) rounded to 8 bits, h from nlm_h(sigma); returns the float result.
+at::Tensor nlm_denoise(const at::Tensor& noisy, double sigma);
+
 }  // namespace bottleneck

@@ -40,14 +40,12 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-namespace {
 // OpenBLAS is reached through the libblas.so.3 alternative, so it may or may not be the BLAS in
 // this process; look its setter up at run time instead of linking against it.
-void limit_openblas_threads(int n) {
+void set_openblas_threads(int n) {
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
 }
-}  // namespace
 
 Runtime apply_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) throw UsageError("--threads must be >= 0 (0 = all hardware threads)");
@@ -56,7 +54,7 @@ Runtime apply_runtime(const RuntimeOptions& options) {
   rt.threads = options.threads == 0 ? hardware_threads() : options.threads;
   rt.seed = options.seed;
   torch::set_num_threads(rt.threads);
-  limit_openblas_threads(1);
+  set_openblas_threads(1);
   return rt;
 }
 

@@ -27,6 +27,10 @@ c10::Device resolve_device(const std::string& name);
 // also links, with a pool of its own that fights torch's over the same cores) to one thread.
 Runtime apply_runtime(const RuntimeOptions& options);
 
+// Sets OpenBLAS's own thread pool when OpenBLAS is the BLAS in this process (else does nothing).
+// Convolutions do not use it; torch::mm does.
+void set_openblas_threads(int n);
+
 // Number of hardware threads, at least 1.
 int hardware_threads();
 

@@ -72,9 +72,14 @@ std::vector<torch::Tensor> run_tiled(InferenceModel& model, const std::vector<to
   }
 
   for (const auto& [shape, jobs] : groups) {
-    (void)shape;
-    for (size_t first = 0; first < jobs.size(); first += static_cast<size_t>(options.batch)) {
-      const size_t last = std::min(jobs.size(), first + static_cast<size_t>(options.batch));
+    // Windows share a pass up to `batch` of them and `batch_pixels` in all (at least one): small
+    // images gain from batching, large windows only multiply the activations held at once.
+    const int64_t window_pixels = shape.first * shape.second;
+    const int64_t by_pixels = options.batch_pixels > 0 ? std::max<int64_t>(1, options.batch_pixels / window_pixels)
+                                                       : options.batch;
+    const size_t per_pass = static_cast<size_t>(std::min<int64_t>(options.batch, by_pixels));
+    for (size_t first = 0; first < jobs.size(); first += per_pass) {
+      const size_t last = std::min(jobs.size(), first + per_pass);
       std::vector<torch::Tensor> windows;
       for (size_t k = first; k < last; ++k) {
         const Tile& t = jobs[k].tile;

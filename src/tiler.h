@@ -12,13 +12,16 @@ class InferenceModel;
 
 // How a model is run over whole images.
 struct TileOptions {
-  int tile = 512;     // side of a tile's core (the part kept), pixels; rounded up to the model's
+  int tile = 1024;    // side of a tile's core (the part kept), pixels; rounded up to the model's
                       // size multiple. 0 = every image in one pass, whatever its size. Images no
-                      // larger than the tile run whole. 512 bounds memory whatever the image
-                      // size at a price in time for the context margins: a 2048 x 1536 image
-                      // through unet-s (radius 52) on the CPU peaks at 0.59 GB resident with
-                      // tile 512 against 1.28 GB whole, and takes ~1.5x as long.
+                      // larger than the tile run whole. Tiles bound memory whatever the image
+                      // size, at a price in time for the context margins: on Kodak's 768 x 512
+                      // photos the shipped colour model took 3.55 s/MP with tile 512 (two tiles
+                      // each), 3.08 with 1024 and 2.96 whole (scripts/bench/run.sh, row 3e).
   int batch = 4;      // tiles or small images of equal shape per forward pass, >= 1
+  int64_t batch_pixels = 1 << 20;  // ...and at most this many window pixels per pass (one window
+                                   // always fits); 0 = no limit. Bounds peak memory when tiles
+                                   // are large.
   int margin = -1;    // context pixels around each core, rounded up to the size multiple;
                       // -1 = the model's receptive radius (exact). Smaller values are for tests.
   c10::Device device = c10::Device(c10::kCPU);  // where the model lives; inputs are moved there

@@ -32,6 +32,7 @@ struct Command {
 // The registry, in the order `bottleneck --help` lists them. Each command_*.cc adds one.
 std::vector<Command> all_commands();
 Command arch_command();
+Command bench_command();
 Command denoise_command();
 Command eval_command();
 Command export_command();

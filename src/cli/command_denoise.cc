@@ -30,7 +30,7 @@ void add_denoise_options(cxxopts::Options& o) {
        cxxopts::value<std::string>())
       ("compare", "also write NAME.compare.png: clean | noisy | denoised (with --add-noise) or input | denoised");
   o.add_options("Inference")
-      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 512)", cxxopts::value<int>())
+      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 1024)", cxxopts::value<int>())
       ("batch", "tiles or small images per forward pass (default 4)", cxxopts::value<int>())
       ("precision", "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16, slightly less exact (default fp32)",
        cxxopts::value<std::string>());

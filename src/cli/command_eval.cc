@@ -22,7 +22,7 @@ void add_eval_options(cxxopts::Options& o) {
       ("max-images", "evaluate the first N images only (default all)", cxxopts::value<int>())
       ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
   o.add_options("Inference")
-      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 512)", cxxopts::value<int>())
+      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 1024)", cxxopts::value<int>())
       ("batch", "tiles per forward pass (default 4)", cxxopts::value<int>())
       ("precision", "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16, slightly less exact (default fp32)",
        cxxopts::value<std::string>());
