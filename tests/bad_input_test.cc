@@ -292,14 +292,21 @@ TEST(BadInput, EvalNamesEachBadFileEvaluatesTheRestAndExitsNonZero) {
   EXPECT_EQ(last[0], "eval: " + std::to_string(bad) + " inputs could not be read and are not in the numbers (see the warnings above)");
 }
 
-TEST(BadInput, TrainSkipsEachBadFileWithAWarningAndTrains) {
+TEST(BadInput, TrainSkipsEachBadFileWithAWarningTrainsAndExitsNonZero) {
   TempDir dir;
   const std::string in = dir / "corpus";
   const auto expected = make_corpus(in);
   const std::string net = " --arch unet --widths 8,16 --patch 16 --batch 4 --iters 3 --val-every 3 --samples 1";
   CommandResult r = test::run_command(cli("train --data " + in + " --val " + in + " --out " + dir / "run" + net + kFlags));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Training finished on the rest, and the exit status says what it left out.
+  ASSERT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("loaded " + std::to_string(count_good(expected)) + " images"), std::string::npos) << r.output;
+  const std::string bad = std::to_string(expected.size() - count_good(expected));
+  const std::string summary = "train: " + std::to_string(2 * (expected.size() - count_good(expected))) +
+                              " unreadable inputs skipped (" + bad + " training, " + bad +
+                              " validation; see the warnings above)";
+  EXPECT_EQ(lines_starting(r.output, "train: "), std::vector<std::string>{summary}) << r.output;
+  EXPECT_EQ(read_checkpoint_info(dir / "run/last.ckpt").iteration, 3);
   for (const auto& [name, reason] : expected) {
     SCOPED_TRACE(name);
     const auto lines = lines_with(r.output, in + "/" + name + ":");
@@ -314,10 +321,17 @@ TEST(BadInput, TrainSkipsEachBadFileWithAWarningAndTrains) {
   }
   EXPECT_NO_THROW(load_checkpoint(dir / "run/last.ckpt"));
 
-  // --max-pixels lowers the limit for training and validation alike.
+  // --max-pixels lowers the limit for training and validation alike; --allow-skipped accepts
+  // the skipping, which is still reported.
   r = test::run_command(cli("train --data " + in + " --val " + in + " --out " + dir / "run2" + net +
-                            " --max-pixels 2000" + kFlags));
+                            " --max-pixels 2000 --allow-skipped" + kFlags));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string more = std::to_string(expected.size() - count_good(expected) + 1);
+  EXPECT_EQ(lines_starting(r.output, "train: "),
+            std::vector<std::string>{"train: " + std::to_string(2 * (expected.size() - count_good(expected) + 1)) +
+                                     " unreadable inputs skipped (" + more + " training, " + more +
+                                     " validation; see the warnings above)"})
+      << r.output;
   EXPECT_EQ(lines_with(r.output, "column_1x5000.png: image is 1x5000 = 5000 pixels, over the limit of 2000").size(), 2u)
       << r.output;
   EXPECT_NE(r.output.find("loaded " + std::to_string(count_good(expected) - 1) + " images"), std::string::npos);
