@@ -129,8 +129,13 @@ std::map<std::string, std::string> make_corpus(const std::string& dir) {
   write_bytes(dir + "/hdr_bomb.png", "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 32768 +X 32768\n" + std::string(64, '\x02'));
   expected["hdr_bomb.png"] = kUnrecognised;
   cv::imwrite(dir + "/locked.png", synthetic_mat(1, 20, 20, 8));
+  fs::create_directories(dir + "/locked_folder");
   fs::permissions(dir + "/locked.png", fs::perms::none);
   expected["locked.png"] = "permission denied";
+  // A folder that cannot be listed is one message; the files beside it are still read.
+  cv::imwrite(dir + "/locked_folder/hidden.png", synthetic_mat(1, 20, 20, 9));
+  fs::permissions(dir + "/locked_folder", fs::perms::none);
+  expected["locked_folder"] = "cannot list: permission denied";
   return expected;
 }
 
@@ -187,10 +192,12 @@ std::vector<std::string> lines_starting(const std::string& text, const std::stri
   return found;
 }
 
-// The input files by content, symlinks by target (the locked file by its permissions only).
+// The input files by content, symlinks by target (the locked file by its permissions only; the
+// locked folder's contents where this process may read them).
 std::map<std::string, std::string> snapshot(const std::string& dir) {
   std::map<std::string, std::string> files;
-  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied);
+       it != fs::recursive_directory_iterator(); ++it) {
     const std::string rel = it->path().lexically_relative(dir).generic_string();
     std::error_code ec;
     if (it->is_symlink(ec))
