@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include "atomic_file.h"
 #include "comparison.h"
 #include "error.h"
 #include "image_io.h"
@@ -266,6 +267,11 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   std::vector<Error> unlisted;
   const std::vector<Job> jobs = plan_jobs(options, &unlisted);
   ModelChooser models(options.model, options.tiling.device, parse_precision(options.precision), log);
+
+  // A run killed while writing left temporaries beside its outputs (complete outputs were
+  // renamed into place; --skip-existing redoes the rest): they would otherwise stay forever.
+  const std::vector<std::string> stale = remove_stale_temporaries(options.output);
+  if (!stale.empty()) log.info("removed ", stale.size(), " temporary file(s) of an interrupted run from ", options.output);
 
   DenoiseReport report;
   // A folder that could not be listed is a failure like an unreadable file: its images are

@@ -238,6 +238,9 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   refuse_run_dir_inside_inputs(options);
   fs::create_directories(run_dir + "/samples", ec);
   if (ec) throw Error(run_dir, "cannot create the run directory: " + ec.message());
+  // A run killed while writing a checkpoint, sample or curve left its temporary behind.
+  const std::vector<std::string> stale = remove_stale_temporaries(run_dir);
+  if (!stale.empty()) log.info("removed ", stale.size(), " temporary file(s) of an interrupted run from ", run_dir);
 
   const int channels = options.arch.in_channels;
   const NoiseSpec noise = options.pairs_dir.empty() ? parse_noise(options.noise) : NoiseSpec{};
