@@ -1,11 +1,14 @@
 #include "atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +35,27 @@ std::string temp_name_for(const fs::path& target) {
   std::string name = "." + target.stem().string() + ".tmp-" + std::to_string(getpid()) + "-" +
                      std::to_string(counter++) + target.extension().string();
   return (target.parent_path() / name).string();
+}
+
+// The writer's PID if `filename` is named as temp_name_for names temporaries, else 0. Parsed
+// from the end: the stem may itself contain ".tmp-", the extension cannot contain a '.'.
+long temporary_pid(const std::string& filename) {
+  if (filename.size() < 2 || filename[0] != '.') return 0;
+  auto digits = [&](size_t from, size_t to) {
+    return from < to && std::all_of(filename.begin() + from, filename.begin() + to,
+                                    [](unsigned char c) { return std::isdigit(c); });
+  };
+  for (size_t tag = filename.rfind(".tmp-"); tag != std::string::npos && tag > 0;
+       tag = filename.rfind(".tmp-", tag - 1)) {
+    const size_t pid = tag + 5;
+    const size_t dash = filename.find('-', pid);
+    if (dash == std::string::npos || !digits(pid, dash)) continue;
+    const size_t ext = std::min(filename.find('.', dash), filename.size());
+    if (!digits(dash + 1, ext) || filename.find('.', ext + 1) != std::string::npos) continue;
+    if (dash - pid > 9) continue;  // beyond any pid_t
+    return std::strtol(filename.c_str() + pid, nullptr, 10);
+  }
+  return 0;
 }
 }  // namespace
 
@@ -74,6 +98,32 @@ void write_file_atomically(const std::string& path, const void* data, size_t siz
     if (::fsync(fd) != 0 && errno != EINVAL) fail(errno);
     if (::close(fd) != 0) throw Error(path, "write failed: " + reason(errno));
   });
+}
+
+bool is_atomic_temporary(const std::string& filename) { return temporary_pid(filename) > 0; }
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code ignored;
+    if (!is_atomic_temporary(name) || !it->is_regular_file(ignored) || it->is_symlink(ignored)) continue;
+    const long pid = temporary_pid(name);
+    // kill(pid, 0) probes without sending anything; only "no such process" proves the writer is
+    // gone (EPERM means it runs under another user). A live PID may be a reused one, whose
+    // stale file then stays until a later run: a leftover is harmless, a deleted in-flight
+    // temporary is a failed write.
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    stale.push_back(it->path());
+  }
+  std::vector<std::string> removed;
+  for (const fs::path& p : stale) {
+    std::error_code ignored;
+    if (fs::remove(p, ignored)) removed.push_back(p.string());
+  }
+  return removed;
 }
 
 std::string read_file(const std::string& path) {

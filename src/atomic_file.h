@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace bottleneck {
 
@@ -19,6 +20,17 @@ void write_file_atomically(const std::string& path, const void* data, size_t siz
 inline void write_file_atomically(const std::string& path, const std::string& contents) {
   write_file_atomically(path, contents.data(), contents.size());
 }
+
+// Whether `filename` (a name, not a path) is one of write_atomically's temporaries:
+// ".STEM.tmp-PID-N.EXT", with EXT possibly empty.
+bool is_atomic_temporary(const std::string& filename);
+
+// Removes the temporaries that killed writers (SIGKILL, power loss) left under `dir`
+// (recursively, without following links to folders), and only those: files named like
+// is_atomic_temporary whose PID is not a running process, so a job writing into the same folder
+// at the same time keeps its own. Best effort: folders that cannot be listed and files that
+// cannot be removed are left alone. Returns the paths removed.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
 // Whole file as a string; throws Error(path, reason).
 std::string read_file(const std::string& path);

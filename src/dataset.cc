@@ -68,6 +68,13 @@ std::string size_text(const torch::Tensor& chw) {
   return std::to_string(chw.size(2)) + "x" + std::to_string(chw.size(1)) + "x" + std::to_string(chw.size(0));
 }
 
+// An unreadable input (file or folder) does not stop a long run; it is reported and counted,
+// so the caller can still fail the command at the end.
+void skip(const Error& e, const Logger& log, std::vector<std::string>* skipped) {
+  log.warn(e.what(), " (skipped)");
+  if (skipped) skipped->push_back(e.what());
+}
+
 }  // namespace
 
 PatchDataset::PatchDataset(std::vector<torch::Tensor> clean, std::vector<torch::Tensor> noisy,
@@ -101,7 +108,7 @@ int PatchDataset::channels() const { return static_cast<int>(clean_.front().size
 
 PatchDataset PatchDataset::from_folder(const std::string& clean_dir, const std::string& noisy_dir,
                                        int channels, PatchOptions options, const Logger& log,
-                                       int64_t max_pixels) {
+                                       int64_t max_pixels, std::vector<std::string>* skipped) {
   std::vector<torch::Tensor> clean, noisy;
   std::error_code ec;
   bool noisy_is_file = !noisy_dir.empty() && !fs::is_directory(noisy_dir, ec);
@@ -113,11 +120,14 @@ PatchDataset PatchDataset::from_folder(const std::string& clean_dir, const std::
     } catch (const UsageError&) {
       throw;
     } catch (const Error& e) {
-      log.warn(e.what(), " (skipped)");
+      skip(e, log, skipped);
       return torch::Tensor();
     }
   };
-  for (const std::string& file : list_images(clean_dir)) {
+  std::vector<Error> unlisted;
+  const std::vector<std::string> files = list_images(clean_dir, &unlisted);
+  for (const Error& e : unlisted) skip(e, log, skipped);
+  for (const std::string& file : files) {
     std::string partner;
     if (!noisy_dir.empty()) {
       partner = noisy_is_file ? noisy_dir : (fs::path(noisy_dir) / relative_name(file, clean_dir)).string();
@@ -227,10 +237,13 @@ TrainBatch BatchLoader::next() {
 
 std::vector<ValidationImage> load_validation_set(const std::string& dir, int channels,
                                                  const NoiseSpec& noise, uint64_t seed,
-                                                 const Logger& log, int64_t max_pixels) {
+                                                 const Logger& log, int64_t max_pixels,
+                                                 std::vector<std::string>* skipped) {
   torch::NoGradGuard no_grad;
   std::vector<ValidationImage> images;
-  std::vector<std::string> files = list_images(dir);
+  std::vector<Error> unlisted;
+  std::vector<std::string> files = list_images(dir, &unlisted);
+  for (const Error& e : unlisted) skip(e, log, skipped);
   for (size_t i = 0; i < files.size(); ++i) {
     try {
       ValidationImage v;
@@ -243,7 +256,7 @@ std::vector<ValidationImage> load_validation_set(const std::string& dir, int cha
     } catch (const UsageError&) {
       throw;
     } catch (const Error& e) {
-      log.warn(e.what(), " (skipped)");
+      skip(e, log, skipped);
     }
   }
   if (images.empty()) throw Error(dir, "no readable images");

@@ -43,11 +43,13 @@ class PatchDataset {
 
   // All images under `clean_dir`, converted to `channels`. With `noisy_dir` non-empty, pairs
   // matched by relative path (a clean file without a partner is an Error naming it).
-  // Unreadable files and files over max_pixels are skipped with a warning; none readable is an
-  // Error.
+  // Unreadable files, files over max_pixels and subfolders that cannot be listed are skipped
+  // with a warning ("warning: FILE: reason (skipped)") and appended to `skipped` as
+  // "FILE: reason"; none readable is an Error.
   static PatchDataset from_folder(const std::string& clean_dir, const std::string& noisy_dir,
                                   int channels, PatchOptions options, const Logger& log,
-                                  int64_t max_pixels = kDefaultMaxPixels);
+                                  int64_t max_pixels = kDefaultMaxPixels,
+                                  std::vector<std::string>* skipped = nullptr);
 
   // Synthetic noise is used only when the dataset has no pairs.
   TrainBatch batch(uint64_t seed, int64_t index, const NoiseSpec& noise) const;
@@ -100,10 +102,12 @@ struct ValidationImage {
   torch::Tensor noisy;  // C x H x W, not clipped
 };
 
-// Unreadable files and files over max_pixels are skipped with a warning, like from_folder.
+// Unreadable files, files over max_pixels and unlistable subfolders are skipped with a warning
+// and appended to `skipped`, like from_folder.
 std::vector<ValidationImage> load_validation_set(const std::string& dir, int channels,
                                                  const NoiseSpec& noise, uint64_t seed,
                                                  const Logger& log,
-                                                 int64_t max_pixels = kDefaultMaxPixels);
+                                                 int64_t max_pixels = kDefaultMaxPixels,
+                                                 std::vector<std::string>* skipped = nullptr);
 
 }  // namespace bottleneck

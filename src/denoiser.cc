@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include "atomic_file.h"
 #include "comparison.h"
 #include "error.h"
 #include "image_io.h"
@@ -159,7 +160,8 @@ void validate(const DenoiseOptions& o) {
 }
 
 // The files to process and where their results go; refuses layouts that could overwrite inputs.
-std::vector<Job> plan_jobs(const DenoiseOptions& o) {
+// Subfolders that cannot be listed are appended to `unlisted`.
+std::vector<Job> plan_jobs(const DenoiseOptions& o, std::vector<Error>* unlisted) {
   std::error_code ec;
   const fs::path input(o.input);
   if (!fs::exists(input, ec)) throw Error(o.input, "no such file or directory");
@@ -174,7 +176,7 @@ std::vector<Job> plan_jobs(const DenoiseOptions& o) {
 
   std::vector<std::string> files;
   std::set<fs::path> inputs;
-  for (const auto& f : folder ? list_images(o.input) : std::vector<std::string>{o.input}) {
+  for (const auto& f : folder ? list_images(o.input, unlisted) : std::vector<std::string>{o.input}) {
     const fs::path canonical = resolved(f);
     if (overlaps && ((!same && is_inside(canonical, out_dir)) || looks_generated(canonical, o.suffix))) continue;
     files.push_back(f);
@@ -262,10 +264,23 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   const std::optional<NoiseSpec> noise =
       options.add_noise.empty() ? std::nullopt : std::optional<NoiseSpec>(parse_noise(options.add_noise));
   const std::string noise_text = noise ? to_string(*noise) : "";
-  const std::vector<Job> jobs = plan_jobs(options);
+  std::vector<Error> unlisted;
+  const std::vector<Job> jobs = plan_jobs(options, &unlisted);
   ModelChooser models(options.model, options.tiling.device, parse_precision(options.precision), log);
 
+  // A run killed while writing left temporaries beside its outputs (complete outputs were
+  // renamed into place; --skip-existing redoes the rest): they would otherwise stay forever.
+  const std::vector<std::string> stale = remove_stale_temporaries(options.output);
+  if (!stale.empty()) log.info("removed ", stale.size(), " temporary file(s) of an interrupted run from ", options.output);
+
   DenoiseReport report;
+  // A folder that could not be listed is a failure like an unreadable file: its images are
+  // missing from the outputs, so the exit code must say so.
+  for (const Error& e : unlisted) {
+    ++report.failed;
+    report.failures.push_back(e.what());
+    log.warn(e.what());
+  }
   const auto start = std::chrono::steady_clock::now();
   const double nan = std::numeric_limits<double>::quiet_NaN();
   double sums[4] = {0, 0, 0, 0};

@@ -39,7 +39,7 @@ struct DenoiseReport {
   int64_t denoised = 0;
   int64_t skipped = 0;                // outputs existed (skip_existing)
   int64_t failed = 0;
-  std::vector<std::string> failures;  // "FILE: reason", in input order
+  std::vector<std::string> failures;  // "FILE: reason": unlisted folders, then files in input order
   double megapixels = 0;              // of the denoised images
   double seconds = 0;                 // wall time of the job, model loading excluded
   // With add_noise: mean PSNR (dB) / SSIM over the denoised files of the clipped noisy input
@@ -48,7 +48,8 @@ struct DenoiseReport {
 };
 
 // Denoises every image under options.input. Problems with single files (unreadable, corrupt,
-// too large, unwritable output) are counted, logged as "FILE: reason" and the job goes on;
+// too large, unwritable output) and with subfolders that cannot be listed are counted, logged
+// as "FILE: reason" and the job goes on;
 // problems with the job itself (an unreadable model, no images, an output folder that could overwrite the
 // inputs) throw: UsageError for bad options, Error otherwise. Outputs are written atomically;
 // inputs are never written to. Decoding runs one image ahead on a reader thread and encoding on

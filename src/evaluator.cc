@@ -119,31 +119,38 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   std::error_code ec;
   if (!fs::exists(options.clean, ec)) throw Error(options.clean, "no such file or directory");
   const bool folder = fs::is_directory(options.clean, ec);
-  std::vector<std::string> files = list_images(options.clean);
+  EvalResult result;
+  std::vector<Error> unlisted;
+  std::vector<std::string> files = list_images(options.clean, &unlisted);
+  for (const Error& e : unlisted) {
+    log.warn(e.what());
+    result.failures.push_back(e.what());
+  }
   if (files.empty()) throw Error(options.clean, "no images found");
   if (options.max_images > 0 && static_cast<int>(files.size()) > options.max_images) files.resize(options.max_images);
 
-  // Without --model, the first image decides between the shipped gray and colour denoisers.
-  const std::string model_path =
-      !options.model.empty() ? options.model : shipped_model(static_cast<int>(load_image(files.front(), options.max_pixels).pixels.size(0)));
-  std::unique_ptr<InferenceModel> model =
-      load_model(model_path, options.tiling.device, parse_precision(options.precision));
-  const int channels = model->channels();
-  EvalResult result;
-  result.model = model_path;
-  result.model_arch = to_json(model->info().arch);
   result.clean = options.clean;
-  result.channels = channels;
   result.seed = options.seed;
-  for (const NoiseSpec& spec : specs) {
-    LevelResult level;
-    level.noise = to_string(spec);
-    level.nlm_note = options.nlm ? nlm_note(spec, channels) : "NLM not run (--no-nlm)";
-    result.levels.push_back(level);
-  }
+  // The model is loaded at the first readable image: without --model, that image decides
+  // between the shipped gray and colour denoisers.
+  std::unique_ptr<InferenceModel> model;
+  int channels = 0;
+  auto load_model_for = [&](const ImageData& first) {
+    result.model = !options.model.empty() ? options.model : shipped_model(static_cast<int>(first.pixels.size(0)));
+    model = load_model(result.model, options.tiling.device, parse_precision(options.precision));
+    channels = model->channels();
+    result.model_arch = to_json(model->info().arch);
+    result.channels = channels;
+    for (const NoiseSpec& spec : specs) {
+      LevelResult level;
+      level.noise = to_string(spec);
+      level.nlm_note = options.nlm ? nlm_note(spec, channels) : "NLM not run (--no-nlm)";
+      result.levels.push_back(level);
+    }
+    // The first forward pass pays for allocator and kernel set-up; keep it out of the timings.
+    model->forward(torch::zeros({1, channels, 64, 64}).to(options.tiling.device));
+  };
 
-  // The first forward pass pays for allocator and kernel set-up; keep it out of the timings.
-  model->forward(torch::zeros({1, channels, 64, 64}).to(options.tiling.device));
   // NLM gets as many threads as the model (OpenCV's pool is separate from torch's).
   const int cv_threads = cv::getNumThreads();
   cv::setNumThreads(torch::get_num_threads());
@@ -157,14 +164,30 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   bar_options.unit = "images";
   bar_options.tty = options.progress_tty;
   bar_options.enabled = log.enabled(LogLevel::kInfo);
-  ProgressBar bar(static_cast<int64_t>(files.size() * specs.size()), 0, bar_options, std::cerr);
+  const int64_t total = static_cast<int64_t>(files.size() * specs.size());
+  ProgressBar bar(total, 0, bar_options, std::cerr);
   std::vector<double> nlm_seconds(specs.size(), 0), model_seconds(specs.size(), 0);
   int64_t done = 0;
   double megapixels = 0;
   for (const std::string& file : files) {
     const std::string name = folder ? fs::path(file).lexically_relative(options.clean).generic_string()
                                     : fs::path(file).filename().string();
-    const torch::Tensor clean = to_channels(load_image(file, options.max_pixels).pixels, channels);
+    // An unreadable file is reported and left out; the numbers cover the rest, and the result
+    // lists what is missing so they are not mistaken for the whole folder's.
+    ImageData image;
+    try {
+      image = load_image(file, options.max_pixels);
+    } catch (const UsageError&) {
+      throw;
+    } catch (const Error& e) {
+      log.warn(e.what());
+      result.failures.push_back(e.what());
+      done += static_cast<int64_t>(specs.size());
+      if (done < total) bar.update(done, name);
+      continue;
+    }
+    if (!model) load_model_for(image);
+    const torch::Tensor clean = to_channels(image.pixels, channels);
     megapixels += static_cast<double>(clean.size(1) * clean.size(2)) / 1e6;
     for (size_t k = 0; k < specs.size(); ++k) {
       ImageScore score;
@@ -191,11 +214,12 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
       score.model_psnr = psnr(out, clean);
       score.model_ssim = ssim(out, clean);
       result.levels[k].images.push_back(score);
-      if (++done < static_cast<int64_t>(files.size() * specs.size()))  // the last: finish()
+      if (++done < total)  // the last: finish()
         bar.update(done, result.levels[k].noise + " " + name);
     }
   }
   bar.finish();
+  if (!model) throw Error(options.clean, "no readable images");
 
   for (size_t k = 0; k < specs.size(); ++k) {
     LevelResult& level = result.levels[k];
@@ -223,6 +247,10 @@ std::string eval_table(const EvalResult& r) {
   }
   s << "\nPSNR in dB on outputs clipped to [0,1]; noise added to the float image, not clipped or quantised.\n";
   for (const LevelResult& l : r.levels) s << l.noise << ": " << l.nlm_note << "\n";
+  if (!r.failures.empty()) {
+    s << "\nNot in these numbers (" << r.failures.size() << " could not be read):\n";
+    for (const std::string& f : r.failures) s << "  " << f << "\n";
+  }
   return s.str();
 }
 
@@ -233,6 +261,7 @@ std::string eval_json(const EvalResult& r) {
   j["clean"] = r.clean;
   j["channels"] = r.channels;
   j["seed"] = r.seed;
+  j["failures"] = r.failures;
   j["levels"] = nlohmann::json::array();
   for (const LevelResult& l : r.levels) {
     auto method = [](const MethodScore& m) {

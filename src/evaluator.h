@@ -63,10 +63,15 @@ struct EvalResult {
   int channels = 0;        // channels the images were evaluated in (the model's)
   uint64_t seed = 0;
   std::vector<LevelResult> levels;  // in the order of EvalOptions::noise
+  std::vector<std::string> failures;  // "FILE: reason" of the files (and folders) that could not
+                                      // be read, in listing order; they are not in `levels`
 };
 
 // Runs the evaluation; throws UsageError for bad options and Error(file, reason) for an
-// unreadable model or image (numbers over a silently shortened set would mislead).
+// unreadable model or when no image can be read. A clean file (or subfolder) that cannot be read
+// (missing, corrupt, over max_pixels, no permission) is logged as a warning "FILE: reason",
+// recorded in EvalResult::failures (which eval_table and eval_json show, so numbers over a
+// shortened set are not mistaken for the whole set's) and left out; the rest is evaluated.
 EvalResult evaluate(const EvalOptions& options, const Logger& log);
 
 // A markdown table, one row per noise level: PSNR / SSIM of noisy, NLM and model, seconds per

@@ -427,26 +427,41 @@ bool has_image_extension(const std::string& path) {
   return kExtensions.count(lower_extension(path)) > 0;
 }
 
-std::vector<std::string> list_images(const std::string& root) {
+std::vector<std::string> list_images(const std::string& root, std::vector<Error>* unlisted) {
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
   if (ec && ec != std::errc::no_such_file_or_directory) throw Error(root, errno_reason(ec.value()));
   if (!fs::exists(st)) throw Error(root, "no such file or directory");
   if (!fs::is_directory(st)) return {root};
+  // One directory_iterator per folder rather than a recursive_directory_iterator: the latter
+  // ends the whole walk at the first folder it cannot open, and one locked subfolder must not
+  // hide the thousands of readable files beside it.
   std::vector<std::string> files;
-  fs::recursive_directory_iterator it(root, ec), end;
-  if (ec) throw Error(root, "cannot list directory: " + errno_reason(ec.value()));
-  for (; it != end; it.increment(ec)) {
-    if (ec) throw Error(root, "cannot list directory: " + errno_reason(ec.value()));
-    const fs::path& p = it->path();
-    if (!has_image_extension(p.string())) continue;
-    std::error_code ignored;
-    fs::file_status target = fs::status(p, ignored);  // follows links; not_found if dangling
-    if (fs::is_directory(target)) continue;
-    files.push_back(p.string());
+  std::vector<Error> problems;
+  std::vector<fs::path> pending{fs::path(root)};
+  while (!pending.empty()) {
+    const fs::path dir = std::move(pending.back());
+    pending.pop_back();
+    fs::directory_iterator it(dir, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      const fs::path& p = it->path();
+      std::error_code ignored;
+      // Links to folders are not followed (no cycles), as in the file-level rule above.
+      if (fs::is_directory(it->symlink_status(ignored))) pending.push_back(p);
+      if (!has_image_extension(p.string())) continue;
+      if (fs::is_directory(fs::status(p, ignored))) continue;  // follows links; not_found if dangling
+      files.push_back(p.string());
+    }
+    if (!ec) continue;
+    // Without the root there is nothing to list: that is the job's error, not a folder's.
+    if (dir == fs::path(root)) throw Error(root, "cannot list directory: " + errno_reason(ec.value()));
+    problems.emplace_back(dir.string(), "cannot list: " + errno_reason(ec.value()));
+    ec.clear();
   }
-  if (ec) throw Error(root, "cannot list directory: " + errno_reason(ec.value()));
   std::sort(files.begin(), files.end());
+  std::sort(problems.begin(), problems.end(), [](const Error& a, const Error& b) { return a.path() < b.path(); });
+  if (!problems.empty() && !unlisted) throw problems.front();
+  if (unlisted) unlisted->insert(unlisted->end(), problems.begin(), problems.end());
   return files;
 }
 

@@ -7,6 +7,8 @@
 #include <opencv2/core/mat.hpp>
 #include <torch/types.h>
 
+#include "error.h"
+
 namespace bottleneck {
 
 // Decoded images larger than this are refused before decoding where the header tells the size
@@ -50,8 +52,12 @@ cv::Mat tensor_to_mat(const torch::Tensor& chw, int depth);
 torch::Tensor to_channels(const torch::Tensor& chw, int channels);
 
 // Image files under `root` (recursively), sorted; `root` may also be a single file.
-// Recognised by extension (png jpg jpeg bmp tif tiff webp pgm ppm pnm, any case).
-std::vector<std::string> list_images(const std::string& root);
+// Recognised by extension (png jpg jpeg bmp tif tiff webp pgm ppm pnm, any case). A missing or
+// unlistable `root` throws Error. A subfolder that cannot be listed (no permission, I/O error)
+// does not stop the listing: it is appended to `unlisted` as Error(DIR, "cannot list: REASON"),
+// sorted by path, and its contents are missing from the result; without `unlisted` it throws
+// that Error instead.
+std::vector<std::string> list_images(const std::string& root, std::vector<Error>* unlisted = nullptr);
 bool has_image_extension(const std::string& path);
 
 }  // namespace bottleneck

@@ -238,6 +238,9 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   refuse_run_dir_inside_inputs(options);
   fs::create_directories(run_dir + "/samples", ec);
   if (ec) throw Error(run_dir, "cannot create the run directory: " + ec.message());
+  // A run killed while writing a checkpoint, sample or curve left its temporary behind.
+  const std::vector<std::string> stale = remove_stale_temporaries(run_dir);
+  if (!stale.empty()) log.info("removed ", stale.size(), " temporary file(s) of an interrupted run from ", run_dir);
 
   const int channels = options.arch.in_channels;
   const NoiseSpec noise = options.pairs_dir.empty() ? parse_noise(options.noise) : NoiseSpec{};
@@ -245,9 +248,10 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
 
   log.info("loading training images from ", options.data_dir,
            options.pairs_dir.empty() ? "" : " (noisy partners from " + options.pairs_dir + ")");
+  std::vector<std::string> skipped_training, skipped_validation;
   const PatchDataset dataset = PatchDataset::from_folder(
       options.data_dir, options.pairs_dir, channels, PatchOptions{options.patch, options.batch, options.augment}, log,
-      options.max_pixels);
+      options.max_pixels, &skipped_training);
   if (options.epochs > 0) {
     const double patch_pixels = static_cast<double>(options.batch) * options.patch * options.patch;
     options.iterations = std::max<int64_t>(
@@ -256,7 +260,8 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   }
   std::vector<ValidationImage> val_images;
   if (!options.val_dir.empty()) {
-    val_images = load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log, options.max_pixels);
+    val_images = load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log, options.max_pixels,
+                                     &skipped_validation);
     if (options.val_max_images > 0 && static_cast<int>(val_images.size()) > options.val_max_images)
       val_images.resize(options.val_max_images);
   }
@@ -408,6 +413,8 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   result.last_val_psnr = last_val;
   result.last_val_psnr_noisy = last_val_noisy;
   result.seconds = seconds;
+  result.skipped_training = std::move(skipped_training);
+  result.skipped_validation = std::move(skipped_validation);
   result.patches_per_second = seconds > 0 ? static_cast<double>(steps_this_run * options.batch) / seconds : 0;
   return result;
 }

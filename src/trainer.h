@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "log.h"
 #include "runtime.h"
@@ -29,6 +30,9 @@ struct TrainResult {
   double last_val_psnr_noisy = 0;
   double patches_per_second = 0; // training throughput of this invocation (with the loader)
   double seconds = 0;            // wall time of this invocation's training loop
+  // Inputs this invocation skipped as unreadable ("FILE: reason", also logged as warnings):
+  // files and folders of the training set, and of the validation set.
+  std::vector<std::string> skipped_training, skipped_validation;
 };
 
 // Trains (or resumes) the run described by `options` in options.out_dir:

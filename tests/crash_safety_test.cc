@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -94,6 +95,19 @@ bool has_files(const std::string& dir) {
 bool is_temporary(const fs::path& p) {
   const std::string name = p.filename().string();
   return name[0] == '.' && name.find(".tmp-") != std::string::npos;
+}
+
+// A temporary as a writer killed by the previous run leaves it (named by write_atomically's
+// scheme, with the PID of a process that no longer exists), planted so the clean-up is
+// exercised whatever moment the kill hit.
+void plant_stale_temporary(const std::string& dir, const std::string& stem, const std::string& ext) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  const std::string path = dir + "/." + stem + ".tmp-" + std::to_string(pid) + "-0" + ext;
+  ASSERT_TRUE(is_atomic_temporary(fs::path(path).filename().string()));
+  fs::create_directories(dir);
+  std::ofstream(path, std::ios::binary) << "half-written";
 }
 
 // Regular files under `dir` by relative path; temporaries of a killed writer are counted apart.
@@ -206,12 +220,15 @@ TEST(CrashSafety, DenoiseKilledAnywhereLeavesOnlyCompleteOutputsAndSkipExistingF
     EXPECT_NO_THROW(load_image(out + "/" + name)) << name;
   }
 
+  plant_stale_temporary(out + "/a", "img1", ".png");
   const auto resumed = run_cli(ref.args + out + " --skip-existing");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("denoised " + std::to_string(40 - partial.size()) + ", skipped " +
                                 std::to_string(partial.size()) + ", failed 0"),
             std::string::npos) << resumed.output;
-  EXPECT_EQ(outputs(out), ref.outputs);
+  temporaries = 0;
+  EXPECT_EQ(outputs(out, &temporaries), ref.outputs);
+  EXPECT_EQ(temporaries, 0) << "the killed run's temporaries must be cleaned up";
 }
 
 TEST(CrashSafety, TrainingKilledAnywhereLeavesALoadableCheckpointAndResumeFinishesIdentically) {
@@ -222,6 +239,7 @@ TEST(CrashSafety, TrainingKilledAnywhereLeavesALoadableCheckpointAndResumeFinish
   const bool killed = run_and_kill(ref.args + "--out " + run, [&] { return fs::exists(run + "/config.json"); },
                                   dir / "log", random_moment(ref.seconds, "train")).killed;
 
+  plant_stale_temporary(run, "last", ".ckpt");
   if (fs::exists(run + "/last.ckpt")) {
     // Whatever the moment, the checkpoint on disk is a complete one.
     const LoadedCheckpoint loaded = load_checkpoint(run + "/last.ckpt");
@@ -243,4 +261,7 @@ TEST(CrashSafety, TrainingKilledAnywhereLeavesALoadableCheckpointAndResumeFinish
   EXPECT_EQ(read_checkpoint_info(run + "/last.ckpt").iteration, 150);
   EXPECT_EQ(max_weight_difference(run + "/last.ckpt", ref.dir / "full/last.ckpt"), 0.0);
   EXPECT_EQ(without_timing(read_file(run + "/metrics.csv")), without_timing(read_file(ref.dir / "full/metrics.csv")));
+  int temporaries = 0;
+  outputs(run, &temporaries);
+  EXPECT_EQ(temporaries, 0) << "the killed run's temporaries must be cleaned up";
 }

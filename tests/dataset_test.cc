@@ -134,11 +134,15 @@ TEST(PatchDataset, FromFolderSkipsUnreadableFilesAndMatchesPairs) {
   std::ofstream(dir / "clean/broken.png") << "not a png";
   std::ostringstream messages;
   Logger log(LogLevel::kQuiet, &messages);
-  PatchDataset gray = PatchDataset::from_folder(dir / "clean", "", 1, patch_options(16, 2), log);
+  std::vector<std::string> skipped;
+  PatchDataset gray = PatchDataset::from_folder(dir / "clean", "", 1, patch_options(16, 2), log, kDefaultMaxPixels,
+                                                &skipped);
   EXPECT_EQ(gray.size(), 4u);
   EXPECT_EQ(gray.channels(), 1);
-  EXPECT_NE(messages.str().find("broken.png"), std::string::npos) << messages.str();
-  EXPECT_NE(messages.str().find("skipped"), std::string::npos);
+  const std::string reason = dir / "clean/broken.png" +
+      ": not a recognised image (unknown format or corrupt data); PNG, JPEG, BMP, TIFF, WebP and PNM are read";
+  EXPECT_EQ(messages.str(), "warning: " + reason + " (skipped)\n");
+  EXPECT_EQ(skipped, std::vector<std::string>{reason});
 
   test::write_synthetic_images(dir / "noisy", 3, 3, 20, 24, 50);
   test::write_synthetic_images(dir / "noisy/sub", 1, 3, 20, 24, 60);

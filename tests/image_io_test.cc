@@ -1,11 +1,16 @@
 #include "image_io.h"
 
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -379,6 +384,70 @@ TEST(ImageIo, ListImagesRecursesSortsAndMatchesExtensionsInAnyCase) {
   EXPECT_TRUE(has_image_extension("A.TIFF"));
   EXPECT_FALSE(has_image_extension("a.gif"));
   EXPECT_FALSE(has_image_extension("png"));
+}
+
+// Runs `fn` in a child process without the capabilities that let root ignore file permissions
+// (nothing changes for other users), so permission cases are tested under root (CI) too. The
+// child's text comes back through a file; a failure to drop the capabilities is reported.
+std::string without_permission_override(const TempDir& dir, const std::function<std::string()>& fn) {
+  const std::string out = dir / "child.txt";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::string text;
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[2] = {};
+    if (syscall(SYS_capget, &header, caps) != 0) {
+      text = "capget failed";
+    } else {
+      caps[0].effective &= ~((1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH));
+      if (syscall(SYS_capset, &header, caps) != 0) text = "capset failed";
+    }
+    if (text.empty()) {
+      try {
+        text = fn();
+      } catch (const std::exception& e) {
+        text = std::string("threw ") + e.what();
+      }
+    }
+    std::ofstream(out) << text;
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::ifstream in(out);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(ImageIo, ListImagesReportsAFolderItCannotListAndListsTheRest) {
+  TempDir dir;
+  for (const char* name : {"a/1.png", "locked/2.png", "b/deep/locked/3.png", "b/deep/4.png", "z.png"}) {
+    fs::create_directories(fs::path(dir / name).parent_path());
+    write_bytes(dir / name, "x");
+  }
+  fs::permissions(dir / "locked", fs::perms::none);
+  fs::permissions(dir / "b/deep/locked", fs::perms::none);
+  const std::string listed = without_permission_override(dir, [&] {
+    std::vector<Error> unlisted;
+    std::string text;
+    for (const std::string& f : list_images(dir.path(), &unlisted)) text += f + "\n";
+    for (const Error& e : unlisted) text += std::string("unlisted ") + e.what() + "\n";
+    return text;
+  });
+  EXPECT_EQ(listed, dir / "a/1.png\n" + dir / "b/deep/4.png\n" + dir / "z.png\n" +
+                        "unlisted " + dir / "b/deep/locked: cannot list: permission denied\n" +
+                        "unlisted " + dir / "locked: cannot list: permission denied\n");
+  // Without a place to report it, the first unlisted folder is the caller's error; an unreadable
+  // root always is, there being nothing to list.
+  EXPECT_EQ(without_permission_override(dir, [&] { list_images(dir.path()); return std::string("listed"); }),
+            "threw " + dir / "b/deep/locked: cannot list: permission denied");
+  EXPECT_EQ(without_permission_override(dir, [&] {
+              std::vector<Error> unlisted;
+              list_images(dir / "locked", &unlisted);
+              return std::string("listed");
+            }),
+            "threw " + dir / "locked: cannot list directory: permission denied");
+  fs::permissions(dir / "locked", fs::perms::owner_all);
+  fs::permissions(dir / "b/deep/locked", fs::perms::owner_all);
 }
 
 }  // namespace

@@ -26,7 +26,17 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   std::error_code ec;
-  fs::remove_all(path_, ec);
+  // Tests lock folders (no permission) to test unlistable input; a non-root owner must open
+  // them again before their contents can be removed. Each pass reaches one level deeper.
+  for (int pass = 0; pass < 8 && fs::remove_all(path_, ec) == static_cast<std::uintmax_t>(-1); ++pass) {
+    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
+    for (auto it = fs::recursive_directory_iterator(path_, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code ignored;
+      if (it->is_directory(ignored) && !it->is_symlink(ignored))
+        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ignored);
+    }
+  }
 }
 
 torch::Tensor synthetic_image(int channels, int height, int width, uint64_t seed) {

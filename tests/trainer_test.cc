@@ -79,7 +79,9 @@ TEST(Train, SmallUnetBeatsNoisyInputByThreeDb) {
   EXPECT_GT(noisy_psnr, 19.5);
   EXPECT_LT(noisy_psnr, 21.5);  // sigma 25 on [0,255] is 20.2 dB before clipping
   EXPECT_GE(model_psnr - noisy_psnr, 3.0) << "noisy " << noisy_psnr << " model " << model_psnr;
-  EXPECT_GE(best.best_val_psnr, model_psnr - 1e-9);
+  // metrics.csv keeps 8 significant digits (30.047xxx: 6 decimals), the checkpoint the exact
+  // double: the CSV's value may be rounded up by up to 5e-7.
+  EXPECT_GE(best.best_val_psnr, model_psnr - 1e-6);
 
   EXPECT_TRUE(fs::exists(dir / "run/curves.png"));
   EXPECT_TRUE(fs::exists(dir / "run/config.json"));

@@ -51,7 +51,12 @@ int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
     write_file_atomically(path, eval_json(result));
     ctx.log.info("wrote ", path);
   }
-  return 0;
+  // The table is for the readable files; the exit status tells scripts it is not the whole set.
+  if (result.failures.empty()) return 0;
+  const size_t n = result.failures.size();
+  std::cerr << "eval: " << n << (n == 1 ? " input could not be read and is" : " inputs could not be read and are")
+            << " not in the numbers (see the warnings above)\n";
+  return 1;
 }
 
 }  // namespace

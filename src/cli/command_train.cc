@@ -35,7 +35,9 @@ void add_train_options(cxxopts::Options& o) {
       ("batch", "patches per step (default 16)", cxxopts::value<int>())
       ("no-augment", "no random flips / rotations")
       ("workers", "data loader threads (default 1)", cxxopts::value<int>())
-      ("max-pixels", "skip larger images (default 268435456)", cxxopts::value<int64_t>());
+      ("max-pixels", "skip larger images (default 268435456)", cxxopts::value<int64_t>())
+      ("allow-skipped", "exit with status 0 even when unreadable images or folders were skipped "
+                        "(they are still reported; default: status 1 once training is done)");
   o.add_options("Optimisation")
       ("iters", "total optimisation steps (default 5000)", cxxopts::value<int64_t>())
       ("epochs", "run length in passes over the training pixels (overrides --iters)", cxxopts::value<double>())
@@ -59,6 +61,14 @@ void add_train_options(cxxopts::Options& o) {
       ("stop-after", "stop (resumably) after N steps of this invocation", cxxopts::value<int64_t>())
       ("time-limit", "stop (resumably) after this many minutes of this invocation", cxxopts::value<double>());
   add_arch_options(o, "unet-m");
+}
+
+// "34 unreadable inputs skipped (17 training, 17 validation; see the warnings above)"
+std::string skipped_summary(const TrainResult& r) {
+  const size_t n = r.skipped_training.size() + r.skipped_validation.size();
+  return std::to_string(n) + " unreadable input" + (n == 1 ? "" : "s") + " skipped (" +
+         std::to_string(r.skipped_training.size()) + " training, " + std::to_string(r.skipped_validation.size()) +
+         " validation; see the warnings above)";
 }
 
 // Flags override what the config (or the run being resumed) says; absent flags leave it alone.
@@ -139,7 +149,11 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
     // Printed even with --quiet: the user must learn how to continue.
     ctx.log.warn("stopped at ", summary, "; continue with: bottleneck train --resume ", options.out_dir);
   }
-  return 0;
+  // Skipping keeps a long run going past one bad file; the exit status still tells scripts that
+  // the model saw less data than the folders hold. Printed even with --quiet, like warnings.
+  if (result.skipped_training.empty() && result.skipped_validation.empty()) return 0;
+  std::cerr << "train: " << skipped_summary(result) << "\n";
+  return r.count("allow-skipped") ? 0 : 1;
 }
 
 }  // namespace
