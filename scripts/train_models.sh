@@ -18,12 +18,16 @@ which="${1:-all}"; shift || true
 
 # The recipes. Their full length is fixed from the start: a cosine schedule restarted from a
 # finished run would jump back to a high learning rate.
-# bf16 compute doubles the steps per second here and matched fp32 in an A/B run (see
-# models/README.md); the shipped runs began in fp32 and were resumed in bf16 at iterations 14339
-# (gray) and 2724 (colour).
+# bf16 compute doubled the steps per second on a CPU with AMX and matched fp32 in an A/B run
+# (see models/README.md); the shipped runs began in fp32, were resumed in bf16 at iterations
+# 14339 (gray) and 2724 (colour) and in fp32 again at 19996 and 8368 on a CPU without BF16.
+# bf16 pays only where the CPU computes it natively (AVX512-BF16 or AMX); elsewhere LibTorch
+# emulates it and a step took 3x as long as in fp32 (0.58 vs 1.9 it/s on an AVX512 Xeon without
+# BF16), so each invocation picks the precision of the machine it runs on.
+precision=bf16
+grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null || precision=fp32
 common=(--arch unet-l --noise gaussian:0-55 --patch 96 --batch 8 --lr 1e-3 --lr-min 1e-5
-        --schedule cosine --precision bf16 --checkpoint-every 200 --val-every 1000 --log-every 100
-        --samples 2)
+        --schedule cosine --checkpoint-every 200 --val-every 1000 --log-every 100 --samples 2)
 gray=(--data "$data/train/gray400" --val "$data/val/set12" --val-noise gaussian:25 --channels 1 --iters 40000)
 color=(--data "$data/train/color400" --val "$data/val/kodak24" --val-noise gaussian:25 --val-max-images 6
        --channels 3 --iters 40000)
@@ -36,11 +40,11 @@ train_one() {
     echo "train_models: seeded $run from $seed" >&2
   fi
   if [ -f "$run/last.ckpt" ]; then
-    "$cli" train --resume "$run" "$@"
+    "$cli" train --resume "$run" --precision "$precision" "$@"
   else
     local recipe
     if [ "$name" = gray ]; then recipe=("${gray[@]}"); else recipe=("${color[@]}"); fi
-    "$cli" train "${common[@]}" "${recipe[@]}" --out "$run" "$@"
+    "$cli" train "${common[@]}" --precision "$precision" "${recipe[@]}" --out "$run" "$@"
   fi
   local done_iters total
   done_iters=$("$cli" info "$run/last.ckpt" | awk '/^iterations:/ {print $2}')

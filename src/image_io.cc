@@ -317,29 +317,29 @@ ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_
   return image;
 }
 
+// Both conversions go one plane at a time, straight into their destination: a 48-megapixel
+// colour image must not hold several full-size float copies at once (the whole-image version
+// peaked at ~17 bytes per sample when saving).
 torch::Tensor mat_to_tensor(const cv::Mat& mat) {
   if (mat.empty()) throw Error("mat_to_tensor: empty image");
-  int depth = mat.depth();
+  const int depth = mat.depth();
   if (depth != CV_8U && depth != CV_16U && depth != CV_32F && depth != CV_64F)
     throw Error("mat_to_tensor: unsupported sample depth " + std::to_string(depth));
-  int channels = mat.channels();
+  const int channels = mat.channels();
   if (channels > 4) throw Error("mat_to_tensor: unsupported channel count " + std::to_string(channels));
-  cv::Mat colour = mat;
-  if (channels == 2 || channels == 4) {  // drop alpha
-    std::vector<cv::Mat> planes;
-    cv::split(mat, planes);
-    planes.pop_back();
-    cv::merge(planes, colour);
+  const int c = channels == 2 ? 1 : channels == 4 ? 3 : channels;  // alpha dropped
+  torch::Tensor chw = torch::empty({c, mat.rows, mat.cols}, torch::kFloat);
+  cv::Mat plane;
+  for (int k = 0; k < c; ++k) {
+    // OpenCV's planes are B, G, R (then alpha): RGB channel k is plane 2 - k.
+    if (channels == 1)
+      plane = mat;
+    else
+      cv::extractChannel(mat, plane, c == 3 ? 2 - k : 0);
+    cv::Mat dst(mat.rows, mat.cols, CV_32F, chw[k].data_ptr<float>());
+    plane.convertTo(dst, CV_32F, unit_scale(depth));  // writes into dst: same size and type
   }
-  cv::Mat f;
-  colour.convertTo(f, CV_32F, unit_scale(depth));
-  if (!f.isContinuous()) f = f.clone();
-  int c = f.channels();
-  auto hwc = torch::from_blob(f.data, {f.rows, f.cols, c}, torch::kFloat);
-  auto chw = hwc.permute({2, 0, 1});
-  if (c == 3) chw = chw.flip({0});  // BGR -> RGB, a copy
-  chw = chw.contiguous();
-  return chw.data_ptr() == static_cast<void*>(f.data) ? chw.clone() : chw;
+  return chw;
 }
 
 cv::Mat tensor_to_mat(const torch::Tensor& chw_in, int depth) {
@@ -350,14 +350,19 @@ cv::Mat tensor_to_mat(const torch::Tensor& chw_in, int depth) {
   if (chw.dim() != 3 || (chw.size(0) != 1 && chw.size(0) != 3))
     throw Error("tensor_to_mat: expected a 1 or 3 x H x W tensor, got " + std::to_string(chw.dim()) +
                 " dimensions");
-  int c = static_cast<int>(chw.size(0));
-  if (c == 3) chw = chw.flip({0});  // RGB -> BGR
-  torch::Tensor hwc = torch::nan_to_num(chw, 0.0, 1.0, 0.0).clamp(0, 1).permute({1, 2, 0}).contiguous();
-  cv::Mat f(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_32FC(c), hwc.data_ptr<float>());
+  const int c = static_cast<int>(chw.size(0));
+  const int rows = static_cast<int>(chw.size(1)), cols = static_cast<int>(chw.size(2));
+  std::vector<cv::Mat> planes(c);
+  for (int k = 0; k < c; ++k) {
+    torch::Tensor p = torch::nan_to_num(chw[k], 0.0, 1.0, 0.0).clamp_(0, 1).contiguous();
+    const cv::Mat f(rows, cols, CV_32F, p.data_ptr<float>());
+    // convertTo rounds to nearest and saturates; RGB channel k becomes BGR plane 2 - k.
+    f.convertTo(planes[c == 3 ? 2 - k : 0], depth, depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0);
+  }
+  if (c == 1) return planes[0];
   cv::Mat out;
-  // convertTo rounds to nearest and saturates.
-  f.convertTo(out, depth, depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0);
-  return out.data == f.data ? out.clone() : out;
+  cv::merge(planes, out);
+  return out;
 }
 
 void save_image(const std::string& path, const ImageData& image) {

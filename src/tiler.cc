@@ -132,7 +132,7 @@ std::vector<torch::Tensor> denoise_images(InferenceModel& model, const std::vect
       out = results[parts[i][0]];
       if (out.size(0) != images[i].size(0)) out = to_channels(out, static_cast<int>(images[i].size(0)));
     }
-    outputs.push_back(out.clamp(0, 1));
+    outputs.push_back(out.clamp_(0, 1));  // in place: these are our own tensors, and full-size
   }
   return outputs;
 }

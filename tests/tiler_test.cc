@@ -169,3 +169,70 @@ TEST(Tiler, ChannelMismatchIsHandledPerChannelAndViaLuma) {
   const torch::Tensor luma = (0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]).unsqueeze(0).clamp(0, 1);
   EXPECT_LE(max_diff(out_g, luma), 1e-4);
 }
+
+namespace {
+
+// Counts the forward passes of a model and the batch size of each.
+class CountingModel : public InferenceModel {
+ public:
+  explicit CountingModel(InferenceModel& inner) : inner_(inner) {}
+  at::Tensor forward(const at::Tensor& x) override {
+    batches.push_back(x.size(0));
+    return inner_.forward(x);
+  }
+  const ModelInfo& info() const override { return inner_.info(); }
+  std::vector<int64_t> batches;
+
+ private:
+  InferenceModel& inner_;
+};
+
+}  // namespace
+
+TEST(Tiler, PixelBudgetSplitsPassesWithoutChangingResults) {
+  TempDir dir;
+  auto model = saved_model(dir, small_arch(1, {8, 16}, "linear"), 8);
+  std::vector<torch::Tensor> images;
+  for (int i = 0; i < 5; ++i) images.push_back(test::synthetic_image(1, 32, 24, 70 + i));
+  TileOptions unlimited;
+  unlimited.tile = 0;
+  unlimited.batch = 4;
+  unlimited.batch_pixels = 0;
+  TileOptions budget = unlimited;
+  budget.batch_pixels = 2 * 32 * 24 + 1;  // two windows of 32 x 24 per pass
+  CountingModel a(*model), b(*model);
+  const auto ra = run_tiled(a, images, unlimited);
+  const auto rb = run_tiled(b, images, budget);
+  EXPECT_EQ(a.batches, (std::vector<int64_t>{4, 1}));
+  EXPECT_EQ(b.batches, (std::vector<int64_t>{2, 2, 1}));
+  for (size_t i = 0; i < images.size(); ++i) EXPECT_LE(max_diff(ra[i], rb[i]), 1e-5);
+  // A budget below one window still runs every window, one per pass.
+  TileOptions tiny = unlimited;
+  tiny.batch_pixels = 10;
+  CountingModel c(*model);
+  run_tiled(c, images, tiny);
+  EXPECT_EQ(c.batches, (std::vector<int64_t>(5, 1)));
+}
+
+TEST(Tiler, OptimisedCpuInferenceEqualsTheNativeNetwork) {
+  // load_model runs fp32 CPU models as frozen, oneDNN-optimised TorchScript; it must compute
+  // what the native modules compute, for every upsampling and head.
+  TempDir dir;
+  int seed = 20;
+  for (const auto& spec : {small_arch(1, {8, 16, 16}, "linear"), small_arch(3, {8, 16}, "residual", "bilinear"),
+                           small_arch(3, {8, 16, 32}, "sigmoid")}) {
+    torch::manual_seed(seed);
+    Autoencoder net = make_model(spec);
+    CheckpointInfo info;
+    info.arch = spec;
+    const std::string path = dir / ("o" + std::to_string(seed++) + ".ckpt");
+    save_checkpoint(path, *net, nullptr, info);
+    auto optimised = load_model(path, torch::kCPU, torch::kFloat, true);
+    auto native = load_model(path, torch::kCPU, torch::kFloat, false);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::rand({2, spec.in_channels, 37, 50});
+    const torch::Tensor a = optimised->forward(x), b = native->forward(x);
+    EXPECT_EQ(a.sizes(), b.sizes());
+    EXPECT_LE(max_diff(a, b), 1e-5) << to_json(spec);
+  }
+}
