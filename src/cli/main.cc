@@ -1,5 +1,8 @@
 // The bottleneck executable: git-style subcommands over the library. It only parses options and
 // dispatches; exit codes: 0 success, 1 failure while working, 2 bad usage.
+#include <unistd.h>
+
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -56,6 +59,18 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
+// OpenMP worker threads spin while they wait for work (libgomp's default policy). On a core that
+// another process also uses, the spinning steals that process's time: with a CPU hog on one of
+// two cores, the shipped model took 1.12-1.26x as long with 2 threads as with 1; with
+// OMP_WAIT_POLICY=passive 0.96x, for a 3% loss on an idle machine (scripts/bench/run.sh, row 3c).
+// libgomp reads the variable once, when it is loaded, so the long-running commands re-execute
+// themselves with it set, unless the user chose a policy. Returns only if the exec failed.
+void reexec_with_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
+  execv("/proc/self/exe", argv);
+}
+
 int run(int argc, char** argv) {
   const std::vector<Command> commands = all_commands();
 
@@ -95,6 +110,7 @@ int run(int argc, char** argv) {
   for (const auto& c : commands)
     if (c.name == name) command = &c;
   if (!command) return usage_error("unknown command '" + name + "'");
+  if (name == "denoise" || name == "eval" || name == "train" || name == "bench") reexec_with_passive_openmp(argv);
 
   cxxopts::Options options("bottleneck " + name, command->summary);
   options.custom_help("[options]");
