@@ -218,7 +218,7 @@ BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log
 
   r.model_path = options.model.empty() ? shipped_model(channels) : options.model;
   const c10::ScalarType dtype = parse_precision(options.precision);
-  std::unique_ptr<InferenceModel> model = load_model(r.model_path, options.tiling.device, dtype);
+  std::unique_ptr<InferenceModel> model = load_model(r.model_path, options.tiling.device, load_options(options.precision));
   const ArchSpec arch = model->info().arch;
   if (arch.in_channels != channels)
     throw UsageError("the model takes " + std::to_string(arch.in_channels) + " channel(s), the images have " +
@@ -249,7 +249,11 @@ BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log
     }
 
     if (options.native_ab && dtype == c10::ScalarType::Float && options.tiling.device.is_cpu()) {
-      std::unique_ptr<InferenceModel> native = load_model(r.model_path, options.tiling.device, dtype, false);
+      std::unique_ptr<InferenceModel> native = load_model(r.model_path, options.tiling.device, [] {
+        LoadOptions native_options;
+        native_options.optimize = false;
+        return native_options;
+      }());
       denoise_images(*native, {samples.front().noisy}, options.tiling);
       r.model_native = time_over(samples, options.min_seconds, true, [&](const Sample& s) {
         return denoise_images(*native, {s.noisy}, options.tiling)[0];

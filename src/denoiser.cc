@@ -122,8 +122,8 @@ bool looks_generated(const fs::path& file, const std::string& suffix) {
 // channels, loaded on first use (a folder of gray photos never loads the colour model).
 class ModelChooser {
  public:
-  ModelChooser(const std::string& path, c10::Device device, c10::ScalarType dtype, const Logger& log)
-      : device_(device), dtype_(dtype), log_(log) {
+  ModelChooser(const std::string& path, c10::Device device, LoadOptions options, const Logger& log)
+      : device_(device), options_(options), log_(log) {
     if (!path.empty()) given_ = load(path);
   }
   // 0 for the given model, else 1 (gray) or 3 (colour): images with equal keys share a model.
@@ -137,13 +137,13 @@ class ModelChooser {
 
  private:
   std::unique_ptr<InferenceModel> load(const std::string& path) {
-    std::unique_ptr<InferenceModel> model = load_model(path, device_, dtype_);
+    std::unique_ptr<InferenceModel> model = load_model(path, device_, options_);
     log_.debug("model ", path, ": ", model->channels(), " channel(s), receptive radius ",
                model->receptive_radius(), ", size multiple ", model->info().arch.size_multiple());
     return model;
   }
   c10::Device device_;
-  c10::ScalarType dtype_;
+  LoadOptions options_;
   const Logger& log_;
   std::unique_ptr<InferenceModel> given_, gray_, colour_;
 };
@@ -266,7 +266,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   const std::string noise_text = noise ? to_string(*noise) : "";
   std::vector<Error> unlisted;
   const std::vector<Job> jobs = plan_jobs(options, &unlisted);
-  ModelChooser models(options.model, options.tiling.device, parse_precision(options.precision), log);
+  ModelChooser models(options.model, options.tiling.device, load_options(options.precision), log);
 
   // A run killed while writing left temporaries beside its outputs (complete outputs were
   // renamed into place; --skip-existing redoes the rest): they would otherwise stay forever.

@@ -137,7 +137,7 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   int channels = 0;
   auto load_model_for = [&](const ImageData& first) {
     result.model = !options.model.empty() ? options.model : shipped_model(static_cast<int>(first.pixels.size(0)));
-    model = load_model(result.model, options.tiling.device, parse_precision(options.precision));
+    model = load_model(result.model, options.tiling.device, load_options(options.precision));
     channels = model->channels();
     result.model_arch = to_json(model->info().arch);
     result.channels = channels;

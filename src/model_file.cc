@@ -1,5 +1,9 @@
 #include "model_file.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -97,6 +101,42 @@ class NativeModel : public InferenceModel {
   std::optional<torch::jit::Module> optimized_;
 };
 
+// LibTorch's unpickler can be crashed by a crafted archive (SIGSEGV in ScriptTypeParser, found by
+// fuzzing: tests/fuzz/known_crashes), which no C++ handler catches. A forked child loads the file
+// first; a child that dies instead of exiting normally condemns the file with a clean error rather
+// than taking the whole job down. The child only unpickles and exits: it runs no torch ops, so
+// the parent's worker threads (absent in the child) are never needed. If it cannot fork, or the
+// child gives no answer within a minute, the load goes ahead unprobed.
+void refuse_if_it_crashes_the_loader(const std::string& path) {
+  const pid_t pid = fork();
+  if (pid < 0) return;
+  if (pid == 0) {
+    try {
+      torch::jit::load(path, c10::Device(c10::kCPU));
+    } catch (...) {
+    }
+    _exit(0);  // no destructors or atexit handlers of the parent's state
+  }
+  int status = 0;
+  for (int waited_ms = 0;; waited_ms += 5) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0) return;
+    if (waited_ms > 60000) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return;
+    }
+    usleep(5000);
+  }
+  if (WIFSIGNALED(status))
+    throw Error(path, "a damaged or hostile model file: it crashes LibTorch's loader (signal " +
+                          std::to_string(WTERMSIG(status)) + ")");
+  // Sanitizer builds turn the crash into a report and exit code 1 instead of a signal.
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error(path, "a damaged or hostile model file: it crashes LibTorch's loader");
+}
+
 ModelInfo checkpoint_model_info(const std::string& path, const CheckpointInfo& c) {
   ModelInfo info;
   info.path = path;
@@ -143,12 +183,19 @@ c10::ScalarType parse_precision(const std::string& name) {
   throw UsageError("--precision " + name + ": expected fp32 or bf16");
 }
 
-std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device, c10::ScalarType dtype,
-                                           bool optimize) {
+LoadOptions load_options(const std::string& precision) {
+  LoadOptions options;
+  options.dtype = parse_precision(precision);
+  return options;
+}
+
+std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device, const LoadOptions& options) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) throw Error(path, "no such file");
   if (std::filesystem::is_directory(status)) throw Error(path, "is a directory, not a model file");
+
+  if (options.probe) refuse_if_it_crashes_the_loader(path);
 
   // Both kinds are torch zip archives that torch::jit::load reads: an export carries our extra
   // file, a checkpoint (a torch::serialize archive) a bottleneck_info attribute. Loading onto the
@@ -164,12 +211,12 @@ std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device 
   if (!metadata.empty()) {
     ModelInfo info = parse_export_metadata(path, metadata);
     Autoencoder model = native_from_export(path, info.arch, module);
-    return std::make_unique<NativeModel>(std::move(model), std::move(info), device, dtype, optimize);
+    return std::make_unique<NativeModel>(std::move(model), std::move(info), device, options.dtype, options.optimize);
   }
   if (module.hasattr("bottleneck_info")) {
     LoadedCheckpoint loaded = load_checkpoint(path);
     ModelInfo info = checkpoint_model_info(path, loaded.info);
-    return std::make_unique<NativeModel>(loaded.model, std::move(info), device, dtype, optimize);
+    return std::make_unique<NativeModel>(loaded.model, std::move(info), device, options.dtype, options.optimize);
   }
   throw Error(path, "a torch archive but not a Bottleneck model (neither a checkpoint from "
                     "`bottleneck train` nor a model from `bottleneck export`)");

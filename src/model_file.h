@@ -38,19 +38,30 @@ class InferenceModel {
   int receptive_radius() const;
 };
 
+// How load_model prepares a model.
+struct LoadOptions {
+  c10::ScalarType dtype = c10::ScalarType::Float;  // compute dtype: kFloat, or kBFloat16 (about
+                                                   // twice as fast on CPUs with AVX512-BF16, a
+                                                   // few hundredths of a dB lower)
+  bool optimize = true;  // fp32 on the CPU: run a frozen TorchScript of the same network
+                         // optimised for inference (about 1.3x faster); false = native modules
+  bool probe = true;     // load the file in a forked child first, so a file that crashes
+                         // LibTorch's unpickler is an Error, not the end of the process
+                         // (fuzz targets turn it off to see those crashes)
+};
+
 // Loads a training checkpoint (.ckpt) or an exported TorchScript model (bottleneck export),
-// deciding by content, not by extension, onto `device`, computing in `dtype` (kFloat, or
-// kBFloat16: about twice as fast on CPUs with AVX512-BF16, a few hundredths of a dB lower).
-// Throws Error(path, reason) with a one-line reason for anything else: missing, truncated or
-// corrupt files, foreign archives, versions this build cannot read.
-// fp32 on the CPU is optimised for inference (frozen TorchScript of the same network, about 1.2x
-// faster) unless `optimize` is false, which benchmarks use to measure that gain.
+// deciding by content, not by extension, onto `device`. Throws Error(path, reason) with a
+// one-line reason for anything else: missing, truncated or corrupt files, foreign archives,
+// versions this build cannot read, files that crash LibTorch's loader.
 std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device,
-                                           c10::ScalarType dtype = c10::ScalarType::Float,
-                                           bool optimize = true);
+                                           const LoadOptions& options = {});
 
 // "fp32" -> kFloat, "bf16" -> kBFloat16; UsageError otherwise.
 c10::ScalarType parse_precision(const std::string& name);
+
+// LoadOptions with the dtype of a --precision value (the rest default).
+LoadOptions load_options(const std::string& precision);
 
 // Receptive radius of the network a spec describes, in input pixels.
 int receptive_radius(const ArchSpec& spec);

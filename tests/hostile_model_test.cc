@@ -14,8 +14,10 @@
 
 #include "atomic_file.h"
 #include "checkpoint.h"
+#include "error.h"
 #include "exporter.h"
 #include "image_io.h"
+#include "model_file.h"
 #include "models.h"
 #include "test_util.h"
 
@@ -155,4 +157,23 @@ TEST(HostileModel, AnExportWhoseMetadataLiesAboutChannelsIsAnErrorNotACrash) {
   EXPECT_EQ(e.exit_code, 1) << e.output;
   EXPECT_TRUE(one_line(e.output)) << e.output;
   EXPECT_NE(e.output.find(path + ": "), std::string::npos) << e.output;
+}
+
+TEST(HostileModel, AFileThatCrashesLibTorchsLoaderIsRefusedNotFatal) {
+  // Found by fuzz_model_file: one changed byte makes LibTorch 1.13's unpickler die with SIGSEGV.
+  // load_model probes the file in a child process first, so every command gets a clean error.
+  const std::string crash = std::string(BOTTLENECK_SOURCE_DIR) + "/tests/fuzz/known_crashes/libtorch-1.13-parse-class-constant.ckpt";
+  ASSERT_TRUE(fs::exists(crash));
+  try {
+    load_model(crash, torch::kCPU);
+    // A later LibTorch may read the file without crashing; then it must still be refused as ours.
+    ADD_FAILURE() << "loaded a damaged checkpoint";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind(crash + ": ", 0), 0u) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  const CommandResult r = run_cli("info " + crash);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(crash + ": a damaged or hostile model file"), std::string::npos) << r.output;
 }

@@ -227,8 +227,10 @@ TEST(Tiler, OptimisedCpuInferenceEqualsTheNativeNetwork) {
     info.arch = spec;
     const std::string path = dir / ("o" + std::to_string(seed++) + ".ckpt");
     save_checkpoint(path, *net, nullptr, info);
-    auto optimised = load_model(path, torch::kCPU, torch::kFloat, true);
-    auto native = load_model(path, torch::kCPU, torch::kFloat, false);
+    LoadOptions native_options;
+    native_options.optimize = false;
+    auto optimised = load_model(path, torch::kCPU);
+    auto native = load_model(path, torch::kCPU, native_options);
     torch::NoGradGuard no_grad;
     const torch::Tensor x = torch::rand({2, spec.in_channels, 37, 50});
     const torch::Tensor a = optimised->forward(x), b = native->forward(x);

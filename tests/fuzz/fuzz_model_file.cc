@@ -33,7 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::fwrite(data, 1, size, f);
   std::fclose(f);
   try {
-    auto model = bottleneck::load_model(path, c10::Device(c10::kCPU));
+    auto model = bottleneck::load_model(path, c10::Device(c10::kCPU), [] {
+      // No probe: the fuzzer is here to see LibTorch's crashes, which the probe would hide.
+      bottleneck::LoadOptions o;
+      o.probe = false;
+      return o;
+    }());
     (void)model->receptive_radius();
   } catch (const bottleneck::Error&) {
   }
