@@ -18,14 +18,15 @@ using bottleneck::test::TempDir;
 
 namespace {
 
-std::string untrained_gray_model(const TempDir& dir) {
+std::string untrained_model(const TempDir& dir, int channels, uint64_t seed) {
   ArchSpec spec;
+  spec.in_channels = spec.out_channels = channels;
   spec.widths = {8, 16};
-  torch::manual_seed(3);
+  torch::manual_seed(seed);
   Autoencoder model = make_model(spec);
   CheckpointInfo info;
   info.arch = spec;
-  const std::string path = dir / "m.ckpt";
+  const std::string path = dir / ("m" + std::to_string(channels) + ".ckpt");
   save_checkpoint(path, *model, nullptr, info);
   return path;
 }
@@ -37,7 +38,7 @@ TEST(Benchmark, EveryMeasurementRunsOverTheImagesAndAgrees) {
   test::write_synthetic_images(dir / "img", 3, 1, 40, 56, 11);
   BenchmarkOptions o;
   o.images = dir / "img";
-  o.model = untrained_gray_model(dir);
+  o.model = untrained_model(dir, 1, 3);
   o.min_seconds = 0;  // one pass over the images per method
   o.tiles = {16, 0};
   o.train_batch = 2;
@@ -95,16 +96,9 @@ TEST(Benchmark, CpuFlagsMatchProcCpuinfo) {
 TEST(Benchmark, CliWritesJsonAndRejectsBadUsage) {
   TempDir dir;
   test::write_synthetic_images(dir / "img", 2, 3, 24, 30, 12);
-  ArchSpec spec;
-  spec.in_channels = spec.out_channels = 3;
-  spec.widths = {8, 16};
-  torch::manual_seed(4);
-  Autoencoder model = make_model(spec);
-  CheckpointInfo info;
-  info.arch = spec;
-  save_checkpoint(dir / "c.ckpt", *model, nullptr, info);
+  const std::string model = untrained_model(dir, 3, 4);
 
-  const auto ok = run_cli("bench " + dir / "img" + " --model " + dir / "c.ckpt" +
+  const auto ok = run_cli("bench " + dir / "img" + " --model " + model +
                           " --seconds 0 --no-dncnn --no-train --no-matmul --threads 1 -q --json " + dir / "b.json");
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("| OpenCV NLM |"), std::string::npos) << ok.output;
