@@ -83,9 +83,19 @@ struct Item {
   const Job* job = nullptr;
   enum class State { kLoaded, kSkipped, kFailed } state = State::kFailed;
   std::string error;         // "FILE: reason" when failed
-  ImageData image;           // as decoded (the clean image when noise is added)
-  torch::Tensor input;       // what the model sees: the pixels, or the noisy pixels (not clipped)
+  // Without added noise the image stays as decoded and is denoised a window at a time into
+  // samples of the same depth: a large photo never exists whole as float.
+  ImageSamples samples;
+  cv::Mat denoised_samples;
+  // With added noise (synthetic evaluation) the noisy input is float and unclipped.
+  ImageData image;           // the clean image
+  torch::Tensor input;       // the noisy pixels (not clipped)
   torch::Tensor denoised;    // clipped to [0,1]
+
+  bool as_samples() const { return !samples.color.empty(); }
+  int64_t rows() const { return as_samples() ? samples.color.rows : image.pixels.size(1); }
+  int64_t cols() const { return as_samples() ? samples.color.cols : image.pixels.size(2); }
+  int channels() const { return as_samples() ? samples.color.channels() : static_cast<int>(image.pixels.size(0)); }
 };
 
 bool is_inside(const fs::path& child, const fs::path& parent) {
@@ -127,7 +137,7 @@ class ModelChooser {
     if (!path.empty()) given_ = load(path);
   }
   // 0 for the given model, else 1 (gray) or 3 (colour): images with equal keys share a model.
-  int key(const ImageData& image) const { return given_ ? 0 : image.pixels.size(0) == 1 ? 1 : 3; }
+  int key(int image_channels) const { return given_ ? 0 : image_channels == 1 ? 1 : 3; }
   InferenceModel& get(int key) {
     if (given_) return *given_;
     std::unique_ptr<InferenceModel>& slot = key == 1 ? gray_ : colour_;
@@ -218,31 +228,30 @@ void write_outputs(const Item& item, const DenoiseOptions& o, const std::string&
   // out of it; the output folder itself may be a link.
   if (!is_inside(resolved(parent.empty() ? fs::path(".") : parent), resolved(o.output)))
     throw Error(job.output, "refusing to write through a symbolic link that leads out of the output folder " + o.output);
+  if (item.as_samples()) {
+    save_samples(job.output, {item.denoised_samples, item.samples.alpha});
+    if (job.compare.empty()) return;
+    save_mat(job.compare, make_comparison({{mat_to_tensor(item.samples.color), "input", ""},
+                                           {mat_to_tensor(item.denoised_samples), "denoised", ""}}));
+    return;
+  }
   ImageData out;
   out.pixels = item.denoised;
   out.alpha = item.image.alpha;
   out.depth = item.image.depth;
   save_image(job.output, out);
 
-  const bool known_clean = !o.add_noise.empty();
   const torch::Tensor shown_input = item.input.clamp(0, 1);
-  if (known_clean) {
-    const torch::Tensor& clean = item.image.pixels;
-    *psnr_noisy = psnr(shown_input, clean);
-    *ssim_noisy = ssim(shown_input, clean);
-    *psnr_out = psnr(item.denoised, clean);
-    *ssim_out = ssim(item.denoised, clean);
-  }
+  const torch::Tensor& clean = item.image.pixels;
+  *psnr_noisy = psnr(shown_input, clean);
+  *ssim_noisy = ssim(shown_input, clean);
+  *psnr_out = psnr(item.denoised, clean);
+  *ssim_out = ssim(item.denoised, clean);
   if (job.compare.empty()) return;
   std::vector<Panel> panels;
-  if (known_clean) {
-    panels.push_back({item.image.pixels, "clean", ""});
-    panels.push_back({shown_input, "noisy (" + noise_text + ")", quality_caption(*psnr_noisy, *ssim_noisy)});
-    panels.push_back({item.denoised, "denoised", quality_caption(*psnr_out, *ssim_out)});
-  } else {
-    panels.push_back({shown_input, "input", ""});
-    panels.push_back({item.denoised, "denoised", ""});
-  }
+  panels.push_back({clean, "clean", ""});
+  panels.push_back({shown_input, "noisy (" + noise_text + ")", quality_caption(*psnr_noisy, *ssim_noisy)});
+  panels.push_back({item.denoised, "denoised", quality_caption(*psnr_out, *ssim_out)});
   save_mat(job.compare, make_comparison(panels));
 }
 
@@ -297,7 +306,10 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
         item.state = Item::State::kSkipped;
       } else {
         try {
-          item.image = load_image(job.path, options.max_pixels);
+          if (noise)
+            item.image = load_image(job.path, options.max_pixels);
+          else
+            item.samples = load_samples(job.path, options.max_pixels);
           item.state = Item::State::kLoaded;
         } catch (const std::exception& e) {
           item.error = e.what();
@@ -323,7 +335,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
           double q[4] = {nan, nan, nan, nan};
           write_outputs(*item, options, noise_text, &q[0], &q[1], &q[2], &q[3]);
           ++report.denoised;
-          report.megapixels += static_cast<double>(item->denoised.size(1) * item->denoised.size(2)) / 1e6;
+          report.megapixels += static_cast<double>(item->rows() * item->cols()) / 1e6;
           for (int k = 0; k < 4; ++k) sums[k] += q[k];
         } catch (const std::exception& e) {
           item->state = Item::State::kFailed;
@@ -348,21 +360,27 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   // so equal sizes share forward passes.
   auto is_small = [&](const Item& it) {
     const int tile = options.tiling.tile;
-    return tile == 0 || (it.image.pixels.size(1) <= tile && it.image.pixels.size(2) <= tile);
+    return tile == 0 || (it.rows() <= tile && it.cols() <= tile);
   };
   auto run_group = [&](std::vector<Item>& group) {
     if (group.empty()) return;
     // Outside the per-group try: a shipped model that cannot be loaded stops the job.
-    InferenceModel& model = models.get(models.key(group.front().image));
+    InferenceModel& model = models.get(models.key(group.front().channels()));
     try {
-      std::vector<torch::Tensor> inputs;
-      for (Item& it : group) {
-        it.input = noise ? add_noise(it.image.pixels, *noise, file_noise_seed(options.seed, it.job->relative))
-                         : it.image.pixels;
-        inputs.push_back(it.input);
+      if (noise) {
+        std::vector<torch::Tensor> inputs;
+        for (Item& it : group) {
+          it.input = add_noise(it.image.pixels, *noise, file_noise_seed(options.seed, it.job->relative));
+          inputs.push_back(it.input);
+        }
+        std::vector<torch::Tensor> outputs = denoise_images(model, inputs, options.tiling);
+        for (size_t k = 0; k < group.size(); ++k) group[k].denoised = outputs[k];
+      } else {
+        std::vector<cv::Mat> inputs;
+        for (const Item& it : group) inputs.push_back(it.samples.color);
+        std::vector<cv::Mat> outputs = denoise_mats(model, inputs, options.tiling);
+        for (size_t k = 0; k < group.size(); ++k) group[k].denoised_samples = outputs[k];
       }
-      std::vector<torch::Tensor> outputs = denoise_images(model, inputs, options.tiling);
-      for (size_t k = 0; k < group.size(); ++k) group[k].denoised = outputs[k];
     } catch (const std::exception& e) {
       for (Item& it : group) {
         it.state = Item::State::kFailed;
@@ -384,7 +402,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
         group.push_back(std::move(*item));
         run_group(group);
       } else {
-        if (!group.empty() && models.key(group.front().image) != models.key(item->image)) run_group(group);
+        if (!group.empty() && models.key(group.front().channels()) != models.key(item->channels())) run_group(group);
         group.push_back(std::move(*item));
         if (static_cast<int>(group.size()) >= options.tiling.batch) run_group(group);
       }

@@ -14,6 +14,7 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include "atomic_file.h"
@@ -267,7 +268,9 @@ ImageData load_image(const std::string& path, int64_t max_pixels) {
   return decode_image(path, read_image_bytes(path), max_pixels);
 }
 
-ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
+namespace {
+
+ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
   if (bytes.empty()) throw Error(path, "empty file");
   Sniffed s = sniff(bytes);
   // OpenCV would pick a decoder by signature among many more (JPEG 2000, OpenEXR, DICOM, HDR,
@@ -309,12 +312,41 @@ ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_
   int channels = mat.channels();
   if (channels < 1 || channels > 4) throw Error(path, "unsupported channel count " + std::to_string(channels));
 
+  ImageSamples samples;
+  if (channels == 2 || channels == 4) {
+    cv::extractChannel(mat, samples.alpha, channels - 1);
+    if (channels == 2)
+      cv::extractChannel(mat, samples.color, 0);
+    else
+      cv::cvtColor(mat, samples.color, cv::COLOR_BGRA2BGR);
+  } else {
+    samples.color = mat;
+  }
+  mat.release();
+  if (depth == CV_32F) {
+    // NaN -> 0, then [0,1] (+inf -> 1, -inf -> 0).
+    cv::patchNaNs(samples.color, 0.0);
+    cv::min(cv::max(samples.color, 0.0), 1.0, samples.color);
+  }
+  return samples;
+}
+
+ImageData to_image_data(const ImageSamples& samples) {
   ImageData image;
-  image.depth = depth;
-  if (channels == 2 || channels == 4) cv::extractChannel(mat, image.alpha, channels - 1);
-  image.pixels = mat_to_tensor(mat);
-  if (depth == CV_32F) image.pixels = torch::nan_to_num(image.pixels, 0.0, 1.0, 0.0).clamp_(0, 1);
+  image.depth = samples.color.depth();
+  image.alpha = samples.alpha;
+  image.pixels = mat_to_tensor(samples.color);
   return image;
+}
+
+}  // namespace
+
+ImageSamples load_samples(const std::string& path, int64_t max_pixels) {
+  return decode_samples(path, read_image_bytes(path), max_pixels);
+}
+
+ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
+  return to_image_data(decode_samples(path, std::move(bytes), max_pixels));
 }
 
 // Both conversions go one plane at a time, straight into their destination: a 48-megapixel
@@ -365,8 +397,10 @@ cv::Mat tensor_to_mat(const torch::Tensor& chw_in, int depth) {
   return out;
 }
 
-void save_image(const std::string& path, const ImageData& image) {
-  if (!image.pixels.defined()) throw Error(path, "nothing to save (no pixels)");
+namespace {
+
+// The checks save_image makes before converting anything; returns the lower-case extension.
+std::string check_destination(const std::string& path) {
   std::string ext = lower_extension(path);
   if (ext.empty() || !cv::haveImageWriter(path))
     throw Error(path, "unknown image format for extension '" + ext + "'");
@@ -376,19 +410,22 @@ void save_image(const std::string& path, const ImageData& image) {
   fs::file_status dir_status = fs::status(dir, ec);
   if (!fs::exists(dir_status)) throw Error(path, "directory " + dir.string() + " does not exist");
   if (!fs::is_directory(dir_status)) throw Error(path, dir.string() + " is not a directory");
+  return ext;
+}
 
-  int depth = storable_depth(ext, image.depth == CV_16U || image.depth == CV_32F ? image.depth : CV_8U);
-  torch::Tensor pixels = image.pixels;
-  if (pixels.dim() == 3 && ext == "pgm" && pixels.size(0) == 3) pixels = to_channels(pixels, 1);
-  if (pixels.dim() == 3 && ext == "ppm" && pixels.size(0) == 1) pixels = to_channels(pixels, 3);
-  cv::Mat mat = tensor_to_mat(pixels, depth);
-  if (!image.alpha.empty() && formats_with_alpha(ext)) {
-    if (image.alpha.rows != mat.rows || image.alpha.cols != mat.cols || image.alpha.channels() != 1)
+int target_depth(const std::string& ext, int depth) {
+  return storable_depth(ext, depth == CV_16U || depth == CV_32F ? depth : CV_8U);
+}
+
+// Adds the alpha plane where the format keeps it, encodes and writes atomically.
+void encode_and_write(const std::string& path, const std::string& ext, cv::Mat mat, const cv::Mat& alpha, int depth) {
+  if (!alpha.empty() && formats_with_alpha(ext)) {
+    if (alpha.rows != mat.rows || alpha.cols != mat.cols || alpha.channels() != 1)
       throw Error(path, "alpha plane size does not match the image");
     std::vector<cv::Mat> planes;
     cv::split(mat, planes);
     if (planes.size() == 1) planes = {planes[0], planes[0], planes[0]};
-    planes.push_back(convert_alpha(image.alpha, depth));
+    planes.push_back(convert_alpha(alpha, depth));
     cv::merge(planes, mat);
   }
 
@@ -398,8 +435,32 @@ void save_image(const std::string& path, const ImageData& image) {
   } catch (const cv::Exception& e) {
     throw Error(path, "cannot encode as " + ext + ": " + e.msg);
   }
-
+  mat.release();
   write_file_atomically(path, encoded.data(), encoded.size());
+}
+
+}  // namespace
+
+void save_image(const std::string& path, const ImageData& image) {
+  if (!image.pixels.defined()) throw Error(path, "nothing to save (no pixels)");
+  const std::string ext = check_destination(path);
+  const int depth = target_depth(ext, image.depth);
+  torch::Tensor pixels = image.pixels;
+  if (pixels.dim() == 3 && ext == "pgm" && pixels.size(0) == 3) pixels = to_channels(pixels, 1);
+  if (pixels.dim() == 3 && ext == "ppm" && pixels.size(0) == 1) pixels = to_channels(pixels, 3);
+  encode_and_write(path, ext, tensor_to_mat(pixels, depth), image.alpha, depth);
+}
+
+void save_samples(const std::string& path, const ImageSamples& samples) {
+  if (samples.color.empty()) throw Error(path, "nothing to save (no pixels)");
+  const std::string ext = check_destination(path);
+  const int depth = target_depth(ext, samples.color.depth());
+  const int channels = samples.color.channels();
+  const bool as_is = depth == samples.color.depth() && (channels == 1 || channels == 3) &&
+                     !(ext == "pgm" && channels == 3) && !(ext == "ppm" && channels == 1);
+  // Conversions (depth, channels) are rare; they go through the float path so both agree exactly.
+  if (!as_is) return save_image(path, to_image_data(samples));
+  encode_and_write(path, ext, samples.color, samples.alpha, depth);
 }
 
 void save_mat(const std::string& path, const cv::Mat& mat) {

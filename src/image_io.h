@@ -22,11 +22,22 @@ struct ImageData {
   int depth = 0;         // bit depth of the file's samples: CV_8U or CV_16U (float files: CV_32F)
 };
 
+// An image as decoded, before conversion to float: what a folder job holds, since a large
+// photo as float is 4x (8-bit) its size.
+struct ImageSamples {
+  cv::Mat color;  // H x W gray or BGR (OpenCV's order): CV_8U, CV_16U, or CV_32F in [0,1]
+  cv::Mat alpha;  // as in ImageData
+};
+
 // Reads PNG, JPEG, BMP, TIFF, WebP and PNM (recognised by content, not by extension) through
 // OpenCV, keeping 16-bit samples and alpha. Throws Error(path, reason) for a missing,
 // unreadable, empty, truncated or unsupported file, and for one over max_pixels, which is
 // checked from the header before anything is decoded.
 ImageData load_image(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
+
+// load_image without the conversion to float: the same checks, errors and pixel values
+// (mat_to_tensor(samples.color) equals load_image's pixels).
+ImageSamples load_samples(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
 
 // The decoding half of load_image, for bytes already in memory (the fuzz target feeds it
 // directly); `name` is only used in error messages.
@@ -37,6 +48,11 @@ ImageData decode_image(const std::string& name, std::vector<unsigned char> bytes
 // without 16-bit support such as JPEG get 8 bits), with alpha when present. Written to a
 // temporary file beside `path` and renamed, so a killed process never leaves a partial file.
 void save_image(const std::string& path, const ImageData& image);
+
+// save_image for samples: writes exactly what
+// save_image({mat_to_tensor(samples.color), samples.alpha, samples.color.depth()}) writes,
+// without the float copy when the format stores the samples as they are.
+void save_samples(const std::string& path, const ImageSamples& samples);
 
 // Writes an OpenCV image as it is laid out (gray, BGR or BGRA; 8 or 16 bits) in the format the
 // extension names, atomically like save_image. For pictures made with OpenCV (charts, strips).

@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include <opencv2/core.hpp>
 #include <torch/torch.h>
 
 #include "error.h"
@@ -47,29 +48,22 @@ std::vector<Tile> plan_tiles(int64_t height, int64_t width, int tile, int multip
   return tiles;
 }
 
-std::vector<torch::Tensor> run_tiled(InferenceModel& model, const std::vector<torch::Tensor>& images,
-                                     const TileOptions& options) {
+void run_tiled(InferenceModel& model, const std::vector<TiledImage*>& images, const TileOptions& options) {
   if (options.batch < 1) throw UsageError("batch must be >= 1, got " + std::to_string(options.batch));
   if (options.tile < 0) throw UsageError("tile must be >= 0, got " + std::to_string(options.tile));
   const int multiple = model.info().arch.size_multiple();
   const int margin = options.margin >= 0 ? options.margin : model.receptive_radius();
   torch::NoGradGuard no_grad;
 
-  std::vector<torch::Tensor> outputs;
   struct Job {
-    size_t image;
+    TiledImage* image;
     Tile tile;
   };
   // Windows grouped by shape; std::map keeps the order deterministic.
   std::map<std::pair<int64_t, int64_t>, std::vector<Job>> groups;
-  for (size_t i = 0; i < images.size(); ++i) {
-    const torch::Tensor& img = images[i];
-    if (img.dim() != 3 || img.size(0) != model.channels())
-      throw Error("run_tiled: expected " + std::to_string(model.channels()) + " x H x W images");
-    outputs.push_back(torch::empty(img.sizes(), img.options().dtype(torch::kFloat).device(torch::kCPU)));
-    for (const Tile& t : plan_tiles(img.size(1), img.size(2), options.tile, multiple, margin))
-      groups[{t.y1 - t.y0, t.x1 - t.x0}].push_back({i, t});
-  }
+  for (TiledImage* img : images)
+    for (const Tile& t : plan_tiles(img->height(), img->width(), options.tile, multiple, margin))
+      groups[{t.y1 - t.y0, t.x1 - t.x0}].push_back({img, t});
 
   for (const auto& [shape, jobs] : groups) {
     // Windows share a pass up to `batch` of them and `batch_pixels` in all (at least one): small
@@ -82,20 +76,109 @@ std::vector<torch::Tensor> run_tiled(InferenceModel& model, const std::vector<to
       const size_t last = std::min(jobs.size(), first + per_pass);
       std::vector<torch::Tensor> windows;
       for (size_t k = first; k < last; ++k) {
-        const Tile& t = jobs[k].tile;
-        windows.push_back(images[jobs[k].image].slice(1, t.y0, t.y1).slice(2, t.x0, t.x1));
+        windows.push_back(jobs[k].image->read(jobs[k].tile));
+        if (windows.back().dim() != 3 || windows.back().size(0) != model.channels())
+          throw Error("run_tiled: expected " + std::to_string(model.channels()) + " x H x W images");
       }
       torch::Tensor in = torch::stack(windows).to(options.device, torch::kFloat);
+      windows.clear();
       torch::Tensor out = model.forward(in).to(torch::kCPU, torch::kFloat);
       for (size_t k = first; k < last; ++k) {
         const Tile& t = jobs[k].tile;
-        torch::Tensor core = out[static_cast<int64_t>(k - first)]
-                                 .slice(1, t.core_y0 - t.y0, t.core_y1 - t.y0)
-                                 .slice(2, t.core_x0 - t.x0, t.core_x1 - t.x0);
-        outputs[jobs[k].image].slice(1, t.core_y0, t.core_y1).slice(2, t.core_x0, t.core_x1).copy_(core);
+        jobs[k].image->write(t, out[static_cast<int64_t>(k - first)]
+                                    .slice(1, t.core_y0 - t.y0, t.core_y1 - t.y0)
+                                    .slice(2, t.core_x0 - t.x0, t.core_x1 - t.x0));
       }
     }
   }
+}
+
+namespace {
+
+// A float C x H x W tensor and the output it is denoised into.
+class TensorImage : public TiledImage {
+ public:
+  TensorImage(const torch::Tensor& input, torch::Tensor output) : input_(input), output_(std::move(output)) {}
+  int64_t height() const override { return input_.size(1); }
+  int64_t width() const override { return input_.size(2); }
+  torch::Tensor read(const Tile& t) const override { return input_.slice(1, t.y0, t.y1).slice(2, t.x0, t.x1); }
+  void write(const Tile& t, const torch::Tensor& core) override {
+    output_.slice(1, t.core_y0, t.core_y1).slice(2, t.core_x0, t.core_x1).copy_(core);
+  }
+
+ private:
+  torch::Tensor input_, output_;
+};
+
+double sample_scale(int depth) { return depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0; }
+
+// Some planes of a decoded image (any depth) as the model's channels, written back into the same
+// planes of an output image of the same layout. With `gray_as_colour` the single plane is fed as
+// three equal channels and the output's BT.601 luma is kept (denoise_images' rule).
+class MatPlanes : public TiledImage {
+ public:
+  MatPlanes(const cv::Mat& input, cv::Mat& output, std::vector<int> planes, bool gray_as_colour)
+      : input_(input), output_(output), planes_(std::move(planes)), gray_as_colour_(gray_as_colour) {}
+  int64_t height() const override { return input_.rows; }
+  int64_t width() const override { return input_.cols; }
+  torch::Tensor read(const Tile& t) const override {
+    const cv::Mat roi = input_(rect(t.y0, t.y1, t.x0, t.x1));
+    const int n = static_cast<int>(planes_.size());
+    torch::Tensor chw = torch::empty({n, roi.rows, roi.cols}, torch::kFloat);
+    cv::Mat plane;
+    for (int k = 0; k < n; ++k) {
+      if (roi.channels() == 1)
+        plane = roi;
+      else
+        cv::extractChannel(roi, plane, planes_[k]);
+      cv::Mat dst(roi.rows, roi.cols, CV_32F, chw[k].data_ptr<float>());
+      plane.convertTo(dst, CV_32F, 1.0 / sample_scale(input_.depth()));  // into dst: same size and type
+    }
+    return gray_as_colour_ ? chw.expand({3, roi.rows, roi.cols}) : chw;
+  }
+  void write(const Tile& t, const torch::Tensor& core_in) override {
+    torch::Tensor core = gray_as_colour_ ? to_channels(core_in, 1) : core_in;
+    cv::Mat roi = output_(rect(t.core_y0, t.core_y1, t.core_x0, t.core_x1));
+    cv::Mat converted;
+    for (size_t k = 0; k < planes_.size(); ++k) {
+      // As tensor_to_mat: NaN -> 0, clip to [0,1], then convertTo rounds to nearest.
+      torch::Tensor p = torch::nan_to_num(core[static_cast<int64_t>(k)], 0.0, 1.0, 0.0).clamp_(0, 1).contiguous();
+      const cv::Mat f(roi.rows, roi.cols, CV_32F, p.data_ptr<float>());
+      if (roi.channels() == 1) {
+        f.convertTo(roi, output_.depth(), sample_scale(output_.depth()));  // into the ROI
+      } else {
+        f.convertTo(converted, output_.depth(), sample_scale(output_.depth()));
+        cv::insertChannel(converted, roi, planes_[k]);
+      }
+    }
+  }
+
+ private:
+  static cv::Rect rect(int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+    return cv::Rect(static_cast<int>(x0), static_cast<int>(y0), static_cast<int>(x1 - x0), static_cast<int>(y1 - y0));
+  }
+  const cv::Mat& input_;
+  cv::Mat& output_;
+  std::vector<int> planes_;
+  bool gray_as_colour_;
+};
+
+}  // namespace
+
+std::vector<torch::Tensor> run_tiled(InferenceModel& model, const std::vector<torch::Tensor>& images,
+                                     const TileOptions& options) {
+  std::vector<torch::Tensor> outputs;
+  std::vector<TensorImage> views;
+  views.reserve(images.size());
+  for (const torch::Tensor& img : images) {
+    if (img.dim() != 3 || img.size(0) != model.channels())
+      throw Error("run_tiled: expected " + std::to_string(model.channels()) + " x H x W images");
+    outputs.push_back(torch::empty(img.sizes(), img.options().dtype(torch::kFloat).device(torch::kCPU)));
+    views.emplace_back(img, outputs.back());
+  }
+  std::vector<TiledImage*> pointers;
+  for (TensorImage& v : views) pointers.push_back(&v);
+  run_tiled(model, pointers, options);
   return outputs;
 }
 
@@ -136,5 +219,34 @@ std::vector<torch::Tensor> denoise_images(InferenceModel& model, const std::vect
   }
   return outputs;
 }
+
+std::vector<cv::Mat> denoise_mats(InferenceModel& model, const std::vector<cv::Mat>& images,
+                                  const TileOptions& options) {
+  const int channels = model.channels();
+  std::vector<cv::Mat> outputs(images.size());
+  std::vector<MatPlanes> views;
+  views.reserve(3 * images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    const cv::Mat& img = images[i];
+    const int depth = img.depth();
+    if (img.empty() || img.dims != 2 || (img.channels() != 1 && img.channels() != 3) ||
+        (depth != CV_8U && depth != CV_16U && depth != CV_32F))
+      throw Error("denoise_mats: expected gray or BGR images of 8-bit, 16-bit or float samples");
+    outputs[i].create(img.rows, img.cols, img.type());
+    if (img.channels() == channels) {
+      // OpenCV's B, G, R planes are the model's channels 2, 1, 0.
+      views.emplace_back(img, outputs[i], channels == 3 ? std::vector<int>{2, 1, 0} : std::vector<int>{0}, false);
+    } else if (channels == 1) {
+      for (int c = 0; c < 3; ++c) views.emplace_back(img, outputs[i], std::vector<int>{c}, false);
+    } else {
+      views.emplace_back(img, outputs[i], std::vector<int>{0}, true);
+    }
+  }
+  std::vector<TiledImage*> pointers;
+  for (MatPlanes& v : views) pointers.push_back(&v);
+  run_tiled(model, pointers, options);
+  return outputs;
+}
+
 
 }  // namespace bottleneck

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <c10/core/Device.h>
+#include <opencv2/core/mat.hpp>
 #include <torch/types.h>
 
 namespace bottleneck {
@@ -43,6 +44,22 @@ struct Tile {
 // tile <= 0 or an image no larger than the tile gives one tile covering everything.
 std::vector<Tile> plan_tiles(int64_t height, int64_t width, int tile, int multiple, int margin);
 
+// An image run_tiled reads windows of and writes kept cores into, both as float C x h x w in
+// the model's channels and [0,1] scale. Implementations convert one window at a time: an 8-bit
+// photo held whole as float input and float output took 8x its decoded size (1.9 GB peak for a
+// 48-megapixel colour photo).
+class TiledImage {
+ public:
+  virtual ~TiledImage() = default;
+  virtual int64_t height() const = 0;
+  virtual int64_t width() const = 0;
+  virtual torch::Tensor read(const Tile& t) const = 0;                   // the window
+  virtual void write(const Tile& t, const torch::Tensor& core) = 0;       // the core's output
+};
+
+// run_tiled over any TiledImages; the model's channels must match what each one reads.
+void run_tiled(InferenceModel& model, const std::vector<TiledImage*>& images, const TileOptions& options);
+
 // Runs the model over images (each C x H x W float on the CPU, C = model.channels(), sizes
 // free) tile by tile and returns the outputs (same shapes, on the CPU, not clipped). With the
 // default margin the result equals whole-image inference up to float rounding (~1e-6): every
@@ -59,5 +76,12 @@ std::vector<torch::Tensor> run_tiled(InferenceModel& model, const std::vector<to
 // Outputs have the input's channel count and size, on the CPU, clipped to [0,1].
 std::vector<torch::Tensor> denoise_images(InferenceModel& model, const std::vector<torch::Tensor>& images,
                                           const TileOptions& options);
+
+// denoise_images for images as OpenCV decodes them (gray or BGR; 8-bit, 16-bit or float samples
+// in [0,1]): returns images of the same size, layout and depth, equal to
+// tensor_to_mat(denoise_images(mat_to_tensor(image))) (rounded and saturated alike), while only
+// the windows of one forward pass exist as float.
+std::vector<cv::Mat> denoise_mats(InferenceModel& model, const std::vector<cv::Mat>& images,
+                                  const TileOptions& options);
 
 }  // namespace bottleneck

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <iterator>
 #include <random>
 
@@ -448,6 +449,46 @@ TEST(ImageIo, ListImagesReportsAFolderItCannotListAndListsTheRest) {
             "threw " + dir / "locked: cannot list directory: permission denied");
   fs::permissions(dir / "locked", fs::perms::owner_all);
   fs::permissions(dir / "b/deep/locked", fs::perms::owner_all);
+}
+
+
+// The folder job keeps images as decoded samples; they must be load_image's pixels exactly and
+// be written byte for byte as save_image writes their float form, including the conversions
+// (16-bit to an 8-bit format, colour to PGM, gray to PPM, float to PNG).
+TEST(ImageIo, SamplesAgreeWithTheFloatPathExactly) {
+  TempDir dir;
+  cv::Mat float_bgr = random_mat(9, 14, CV_16UC3, 8);
+  float_bgr.convertTo(float_bgr, CV_32F, 1.2 / 65535.0, -0.1);  // some samples outside [0,1]
+  float_bgr.at<cv::Vec3f>(2, 3)[1] = std::numeric_limits<float>::quiet_NaN();
+  float_bgr.at<cv::Vec3f>(4, 5)[0] = std::numeric_limits<float>::infinity();
+  const std::vector<std::pair<std::string, cv::Mat>> inputs = {
+      {"g8.png", random_mat(13, 17, CV_8UC1, 1)},   {"c8.png", random_mat(9, 11, CV_8UC3, 2)},
+      {"a8.png", random_mat(10, 12, CV_8UC4, 3)},   {"a16.png", random_mat(10, 12, CV_16UC4, 4)},
+      {"g16.tif", random_mat(7, 9, CV_16UC1, 5)},   {"c8.jpg", random_mat(16, 24, CV_8UC3, 6)},
+      {"f.tif", float_bgr}};
+  int compared = 0;
+  for (const auto& [name, mat] : inputs) {
+    ASSERT_TRUE(cv::imwrite(dir / name, mat)) << name;
+    const ImageSamples samples = load_samples(dir / name);
+    const ImageData image = load_image(dir / name);
+    ASSERT_EQ(samples.color.depth(), image.depth) << name;
+    EXPECT_EQ((mat_to_tensor(samples.color) - image.pixels).abs().max().item<float>(), 0.0f) << name;
+    EXPECT_EQ(samples.alpha.empty(), image.alpha.empty()) << name;
+    if (!image.alpha.empty()) {
+      EXPECT_TRUE(mats_equal(samples.alpha, image.alpha)) << name;
+    }
+    for (const std::string ext : {"png", "jpg", "tif", "pgm", "ppm"}) {
+      const std::string a = dir / ("s-" + name + "." + ext), b = dir / ("i-" + name + "." + ext);
+      save_samples(a, samples);
+      save_image(b, image);
+      EXPECT_EQ(read_bytes(a), read_bytes(b)) << name << " as " << ext;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 35);
+  // The same checks as save_image.
+  expect_error([&] { save_samples(dir / "x.unknown", load_samples(dir / "g8.png")); }, dir / "x.unknown",
+               "unknown image format");
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // Tiled inference must equal whole-image inference: plans, odd sizes, depths, channels.
 #include <gtest/gtest.h>
+#include <opencv2/core.hpp>
 #include <torch/torch.h>
 
 #include "checkpoint.h"
+#include "image_io.h"
 #include "model_file.h"
 #include "models.h"
 #include "test_util.h"
@@ -236,5 +238,52 @@ TEST(Tiler, OptimisedCpuInferenceEqualsTheNativeNetwork) {
     const torch::Tensor a = optimised->forward(x), b = native->forward(x);
     EXPECT_EQ(a.sizes(), b.sizes());
     EXPECT_LE(max_diff(a, b), 1e-5) << to_json(spec);
+  }
+}
+
+// denoise_mats converts a window at a time; its outputs must be exactly those of the float path
+// (convert the whole image, denoise, round), for every depth and channel combination.
+TEST(Tiler, DecodedImagesGiveExactlyTheFloatPathsSamples) {
+  TempDir dir;
+  auto gray = saved_model(dir, small_arch(1, {8, 16, 16}, "linear"), 21);
+  auto colour = saved_model(dir, small_arch(3, {8, 16, 16}, "linear"), 22);
+  auto to_mat = [](int channels, int depth, uint64_t seed) {
+    return tensor_to_mat(test::synthetic_image(channels, 37, 29, seed), depth);
+  };
+  struct Case {
+    InferenceModel* model;
+    std::vector<cv::Mat> images;
+  };
+  const std::vector<Case> cases = {
+      {gray.get(), {to_mat(1, CV_8U, 1), to_mat(1, CV_8U, 2), to_mat(1, CV_16U, 3)}},
+      {gray.get(), {to_mat(3, CV_8U, 4)}},                       // colour, plane by plane
+      {colour.get(), {to_mat(3, CV_8U, 5), to_mat(3, CV_16U, 6), to_mat(3, CV_32F, 7)}},
+      {colour.get(), {to_mat(1, CV_8U, 8)}},                     // gray, via luma
+  };
+  for (int tile : {0, 16}) {
+    TileOptions o;
+    o.tile = tile;
+    o.batch = 3;
+    for (const Case& c : cases) {
+      std::vector<torch::Tensor> tensors;
+      for (const cv::Mat& m : c.images) tensors.push_back(mat_to_tensor(m));
+      const std::vector<torch::Tensor> expected = denoise_images(*c.model, tensors, o);
+      const std::vector<cv::Mat> got = denoise_mats(*c.model, c.images, o);
+      ASSERT_EQ(got.size(), c.images.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].type(), c.images[i].type());
+        ASSERT_EQ(got[i].size(), c.images[i].size());
+        const cv::Mat want = tensor_to_mat(expected[i], c.images[i].depth());
+        cv::Mat diff;
+        cv::absdiff(got[i], want, diff);
+        double worst = 0;
+        cv::minMaxLoc(diff.reshape(1), nullptr, &worst);
+        EXPECT_EQ(worst, 0.0) << "tile " << tile << " channels " << c.images[i].channels() << " depth "
+                              << c.images[i].depth() << " model " << c.model->channels();
+        // Not vacuous: the model changed the image.
+        cv::absdiff(got[i], c.images[i], diff);
+        EXPECT_GT(cv::countNonZero(diff.reshape(1)), 0);
+      }
+    }
   }
 }
