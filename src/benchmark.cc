@@ -101,14 +101,19 @@ double matmul_gflops(double min_seconds, int threads) {
 // Training steps as the trainer takes them (forward, MSE, backward, Adam) on one fixed batch,
 // so the data pipeline plays no part.
 double train_patches_per_second(const ArchSpec& arch, c10::ScalarType dtype, int batch, int patch,
-                                double min_seconds) {
+                                double min_seconds, bool channels_last) {
   torch::manual_seed(0);
   Autoencoder model = make_model(arch);
   model->set_compute_dtype(dtype);
+  if (channels_last) use_channels_last(*model);
   model->train();
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3));
-  const torch::Tensor clean = torch::rand({batch, arch.in_channels, patch, patch});
-  const torch::Tensor noisy = clean + 0.1 * torch::randn_like(clean);
+  torch::Tensor clean = torch::rand({batch, arch.in_channels, patch, patch});
+  torch::Tensor noisy = clean + 0.1 * torch::randn_like(clean);
+  if (channels_last) {
+    clean = to_channels_last(clean);
+    noisy = to_channels_last(noisy);
+  }
   auto step = [&] {
     torch::Tensor loss = torch::mse_loss(model->forward(noisy), clean);
     optimizer.zero_grad();
@@ -301,13 +306,16 @@ BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log
   if (options.train) {
     r.train_batch = options.train_batch;
     r.train_patch = options.train_patch;
+    r.train_patches_per_second_nchw =
+        train_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds, false);
     r.train_patches_per_second =
-        train_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds);
+        train_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds, true);
     std::vector<torch::Tensor> clean;
     for (const Sample& s : samples) clean.push_back(s.clean);
     r.loader_patches_per_second =
         loader_patches_per_second(std::move(clean), options.train_batch, options.train_patch, options.min_seconds);
-    log.info("bench: training ", fixed(r.train_patches_per_second, 2), " patches/s compute only; loader ",
+    log.info("bench: training ", fixed(r.train_patches_per_second, 2), " patches/s compute only (NCHW layout ",
+             fixed(r.train_patches_per_second_nchw, 2), "); loader ",
              fixed(r.loader_patches_per_second, 1), " patches/s");
   }
   return r;
@@ -343,7 +351,8 @@ std::string benchmark_table(const BenchmarkResult& r) {
       << fixed(100 * model_gflops / r.matmul_gflops, 0) << "% of it\n";
   if (r.train_patches_per_second > 0)
     s << "training (batches of " << r.train_batch << " x " << r.train_patch << "^2 patches): " << fixed(r.train_patches_per_second, 2)
-      << " patches/s compute only; the loader alone makes " << fixed(r.loader_patches_per_second, 1)
+      << " patches/s compute only, channels-last (" << fixed(r.train_patches_per_second_nchw, 2)
+      << " in NCHW); the loader alone makes " << fixed(r.loader_patches_per_second, 1)
       << " patches/s on one thread\n";
   s << "bf16: " << (r.cpu_has_bf16 ? "native on this CPU" : "not native on this CPU (no AVX512-BF16/AMX): emulated, slower than fp32") << "\n";
   return s.str();
@@ -376,6 +385,7 @@ std::string benchmark_json(const BenchmarkResult& r) {
     j["tiles"].push_back(e);
   }
   j["train_patches_per_second"] = number(r.train_patches_per_second);
+  j["train_patches_per_second_nchw"] = number(r.train_patches_per_second_nchw);
   j["loader_patches_per_second"] = number(r.loader_patches_per_second);
   return j.dump(2) + "\n";
 }

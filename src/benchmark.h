@@ -67,7 +67,9 @@ struct BenchmarkResult {
   double matmul_gflops = 0;         // fp32 torch::mm, 2048 x 2048
   std::vector<std::pair<int, Timing>> tile_timings;  // (tile, timing) for options.tiles
   int train_batch = 0, train_patch = 0;
-  double train_patches_per_second = 0;   // forward + backward + Adam on a fixed batch (no loader)
+  double train_patches_per_second = 0;   // forward + backward + Adam on a fixed batch (no loader),
+                                         // channels-last as the trainer runs on the CPU
+  double train_patches_per_second_nchw = 0;  // the same in the default NCHW layout
   double loader_patches_per_second = 0;  // the training data pipeline alone, one worker
 };
 

@@ -336,6 +336,16 @@ int64_t parameter_count(const torch::nn::Module& module) {
   return n;
 }
 
+void use_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
+torch::Tensor to_channels_last(const torch::Tensor& x) {
+  return x.dim() == 4 ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+}
+
 torch::Tensor pad_to_multiple(const torch::Tensor& x, int multiple) {
   if (x.dim() != 4) throw Error("pad_to_multiple expects an N x C x H x W tensor");
   if (multiple < 1)

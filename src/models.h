@@ -46,6 +46,13 @@ Autoencoder make_model(const ArchSpec& spec);
 
 int64_t parameter_count(const torch::nn::Module& module);
 
+// Puts every 4-D parameter of `module` in channels-last (NHWC) memory, in place; values are
+// unchanged. Training on the CPU runs so, with its batches likewise (to_channels_last): oneDNN's
+// convolution kernels then skip the layout reorders around every layer, forward and backward
+// (bench row 5: about 1.15x the patches/s of the default NCHW layout on this VM's CPU).
+void use_channels_last(torch::nn::Module& module);
+torch::Tensor to_channels_last(const torch::Tensor& x);
+
 // Pads N x C x H x W so H and W are multiples of `multiple` (reflect when the pad is smaller
 // than the side, replicate otherwise); the inverse is crop_to(y, H, W).
 torch::Tensor pad_to_multiple(const torch::Tensor& x, int multiple);

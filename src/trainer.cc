@@ -271,6 +271,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   Autoencoder model = make_model(options.arch);
   model->to(runtime.device);
   model->set_compute_dtype(options.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
+  const bool channels_last = runtime.device.is_cpu();  // see use_channels_last
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
 
   MetricsLog metrics(run_dir + "/metrics.csv");
@@ -289,6 +290,8 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
     metrics.load_until(iteration);
     log.info("resuming ", run_dir, " at iteration ", iteration, " of ", options.iterations);
   }
+  // After loading: Module::load replaces the tensors with the stored ones (any layout).
+  if (channels_last) use_channels_last(*model);
   write_file_atomically(run_dir + "/config.json", to_json(options) + "\n");
   log.info("training ", options.arch.kind, " (", parameter_count(*model), " parameters, ",
            fixed(2 * model->macs_per_pixel() / 1e3, 1), " kFLOP/pixel) on ", dataset.size(), " images, ",
@@ -349,6 +352,10 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
     set_learning_rate(optimizer, learning_rate(options, iteration));
     auto clean = batch.clean.to(runtime.device);
     auto noisy = batch.noisy.to(runtime.device);
+    if (channels_last) {
+      clean = to_channels_last(clean);
+      noisy = to_channels_last(noisy);
+    }
     // One step = forward, loss, backward, update. Data-parallel training would all-reduce the
     // gradients between backward() and step(); nothing else in the loop needs to change.
     auto output = model->forward(noisy);
