@@ -361,16 +361,8 @@ torch::Tensor mat_to_tensor(const cv::Mat& mat) {
   if (channels > 4) throw Error("mat_to_tensor: unsupported channel count " + std::to_string(channels));
   const int c = channels == 2 ? 1 : channels == 4 ? 3 : channels;  // alpha dropped
   torch::Tensor chw = torch::empty({c, mat.rows, mat.cols}, torch::kFloat);
-  cv::Mat plane;
-  for (int k = 0; k < c; ++k) {
-    // OpenCV's planes are B, G, R (then alpha): RGB channel k is plane 2 - k.
-    if (channels == 1)
-      plane = mat;
-    else
-      cv::extractChannel(mat, plane, c == 3 ? 2 - k : 0);
-    cv::Mat dst(mat.rows, mat.cols, CV_32F, chw[k].data_ptr<float>());
-    plane.convertTo(dst, CV_32F, unit_scale(depth));  // writes into dst: same size and type
-  }
+  // OpenCV's planes are B, G, R (then alpha): RGB channel k is plane 2 - k.
+  for (int k = 0; k < c; ++k) plane_to_float(mat, c == 3 ? 2 - k : 0, chw[k].data_ptr<float>());
   return chw;
 }
 
@@ -383,17 +375,31 @@ cv::Mat tensor_to_mat(const torch::Tensor& chw_in, int depth) {
     throw Error("tensor_to_mat: expected a 1 or 3 x H x W tensor, got " + std::to_string(chw.dim()) +
                 " dimensions");
   const int c = static_cast<int>(chw.size(0));
-  const int rows = static_cast<int>(chw.size(1)), cols = static_cast<int>(chw.size(2));
   std::vector<cv::Mat> planes(c);
-  for (int k = 0; k < c; ++k) {
-    torch::Tensor p = torch::nan_to_num(chw[k], 0.0, 1.0, 0.0).clamp_(0, 1).contiguous();
-    const cv::Mat f(rows, cols, CV_32F, p.data_ptr<float>());
-    // convertTo rounds to nearest and saturates; RGB channel k becomes BGR plane 2 - k.
-    f.convertTo(planes[c == 3 ? 2 - k : 0], depth, depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0);
-  }
+  // RGB channel k becomes BGR plane 2 - k.
+  for (int k = 0; k < c; ++k) planes[c == 3 ? 2 - k : 0] = float_to_plane(chw[k], depth);
   if (c == 1) return planes[0];
   cv::Mat out;
   cv::merge(planes, out);
+  return out;
+}
+
+void plane_to_float(const cv::Mat& mat, int plane, float* dst) {
+  cv::Mat source;
+  if (mat.channels() == 1)
+    source = mat;
+  else
+    cv::extractChannel(mat, source, plane);
+  cv::Mat out(mat.rows, mat.cols, CV_32F, dst);
+  source.convertTo(out, CV_32F, unit_scale(mat.depth()));  // writes into out: same size and type
+}
+
+cv::Mat float_to_plane(const torch::Tensor& plane, int depth) {
+  torch::Tensor p = torch::nan_to_num(plane, 0.0, 1.0, 0.0).clamp_(0, 1).contiguous();
+  const cv::Mat f(static_cast<int>(p.size(0)), static_cast<int>(p.size(1)), CV_32F, p.data_ptr<float>());
+  cv::Mat out;
+  // convertTo rounds to nearest and saturates.
+  f.convertTo(out, depth, depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0);
   return out;
 }
 

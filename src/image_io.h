@@ -63,6 +63,15 @@ void save_mat(const std::string& path, const cv::Mat& mat);
 torch::Tensor mat_to_tensor(const cv::Mat& mat);
 cv::Mat tensor_to_mat(const torch::Tensor& chw, int depth);
 
+// Their per-plane steps, for code that converts part of an image at a time (the tiler, one
+// window) and must agree with them exactly:
+//  - plane_to_float writes plane `plane` of `mat` (OpenCV's order; a one-channel image has only
+//    plane 0) as float in [0,1] into `dst`, mat.rows x mat.cols contiguous floats;
+//  - float_to_plane turns an H x W float plane into one-channel samples of `depth`: NaN -> 0,
+//    clipped to [0,1], rounded to nearest and saturated.
+void plane_to_float(const cv::Mat& mat, int plane, float* dst);
+cv::Mat float_to_plane(const torch::Tensor& plane, int depth);
+
 // Converts between 1 and 3 channels: gray -> RGB replicates; RGB -> gray is the BT.601 luma
 // (0.299 R + 0.587 G + 0.114 B).
 torch::Tensor to_channels(const torch::Tensor& chw, int channels);

@@ -110,8 +110,6 @@ class TensorImage : public TiledImage {
   torch::Tensor input_, output_;
 };
 
-double sample_scale(int depth) { return depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0; }
-
 // Some planes of a decoded image (any depth) as the model's channels, written back into the same
 // planes of an output image of the same layout. With `gray_as_colour` the single plane is fed as
 // three equal channels and the output's BT.601 luma is kept (denoise_images' rule).
@@ -125,31 +123,18 @@ class MatPlanes : public TiledImage {
     const cv::Mat roi = input_(rect(t.y0, t.y1, t.x0, t.x1));
     const int n = static_cast<int>(planes_.size());
     torch::Tensor chw = torch::empty({n, roi.rows, roi.cols}, torch::kFloat);
-    cv::Mat plane;
-    for (int k = 0; k < n; ++k) {
-      if (roi.channels() == 1)
-        plane = roi;
-      else
-        cv::extractChannel(roi, plane, planes_[k]);
-      cv::Mat dst(roi.rows, roi.cols, CV_32F, chw[k].data_ptr<float>());
-      plane.convertTo(dst, CV_32F, 1.0 / sample_scale(input_.depth()));  // into dst: same size and type
-    }
+    for (int k = 0; k < n; ++k) plane_to_float(roi, planes_[k], chw[k].data_ptr<float>());
     return gray_as_colour_ ? chw.expand({3, roi.rows, roi.cols}) : chw;
   }
   void write(const Tile& t, const torch::Tensor& core_in) override {
     torch::Tensor core = gray_as_colour_ ? to_channels(core_in, 1) : core_in;
     cv::Mat roi = output_(rect(t.core_y0, t.core_y1, t.core_x0, t.core_x1));
-    cv::Mat converted;
     for (size_t k = 0; k < planes_.size(); ++k) {
-      // As tensor_to_mat: NaN -> 0, clip to [0,1], then convertTo rounds to nearest.
-      torch::Tensor p = torch::nan_to_num(core[static_cast<int64_t>(k)], 0.0, 1.0, 0.0).clamp_(0, 1).contiguous();
-      const cv::Mat f(roi.rows, roi.cols, CV_32F, p.data_ptr<float>());
-      if (roi.channels() == 1) {
-        f.convertTo(roi, output_.depth(), sample_scale(output_.depth()));  // into the ROI
-      } else {
-        f.convertTo(converted, output_.depth(), sample_scale(output_.depth()));
-        cv::insertChannel(converted, roi, planes_[k]);
-      }
+      const cv::Mat samples = float_to_plane(core[static_cast<int64_t>(k)], output_.depth());  // as tensor_to_mat
+      if (roi.channels() == 1)
+        samples.copyTo(roi);  // into the ROI: same size and type
+      else
+        cv::insertChannel(samples, roi, planes_[k]);
     }
   }
 
