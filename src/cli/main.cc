@@ -66,7 +66,8 @@ int usage_error(const std::string& message) {
 // libgomp reads the variable once, when it is loaded, so the long-running commands re-execute
 // themselves with it set, unless the user chose a policy. The same exec asks glibc to back large
 // allocations with transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, read at
-// startup too, unless the user set GLIBC_TUNABLES): activations of tens of MB are mapped afresh
+// startup too, unless the user set GLIBC_TUNABLES; a user who set OMP_WAIT_POLICY gets no exec
+// and so neither): activations of tens of MB are mapped afresh
 // for every forward pass, and faulting them in 4 KB pages cost the folder job about 15% (Kodak
 // 24 images, two runs each: 16.7-16.8 s -> 14.6-14.7 s). Returns only if the exec failed.
 void reexec_with_runtime_environment(char** argv) {
