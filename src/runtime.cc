@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "cpu_allocator.h"
 #include "error.h"
 
 namespace bottleneck {
@@ -49,12 +50,14 @@ void set_openblas_threads(int n) {
 
 Runtime apply_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) throw UsageError("--threads must be >= 0 (0 = all hardware threads)");
+  if (options.cpu_cache_mb < 0) throw UsageError("--cpu-cache must be >= 0 (MB; 0 = off)");
   Runtime rt;
   rt.device = resolve_device(options.device);
   rt.threads = options.threads == 0 ? hardware_threads() : options.threads;
   rt.seed = options.seed;
   torch::set_num_threads(rt.threads);
   set_openblas_threads(1);
+  install_caching_cpu_allocator(static_cast<size_t>(options.cpu_cache_mb) << 20);
   return rt;
 }
 

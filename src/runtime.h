@@ -12,6 +12,10 @@ struct RuntimeOptions {
   std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
   int threads = 0;              // intra-op threads; 0 = all hardware threads
   uint64_t seed = 0;            // base seed for every random stream of the run
+  // Headroom of the CPU block cache (cpu_allocator.h): MB it may hold beyond the most tensor
+  // memory in use at once; 0 = LibTorch's own allocator.
+  int64_t cpu_cache_mb = kDefaultCpuCacheMb;
+  static constexpr int64_t kDefaultCpuCacheMb = 256;
 };
 
 struct Runtime {
@@ -23,8 +27,9 @@ struct Runtime {
 // Parses "auto|cpu|cuda|cuda:N"; throws UsageError for anything else or for CUDA without a GPU.
 c10::Device resolve_device(const std::string& name);
 
-// Applies the options: sets torch's intra-op threads and pins OpenBLAS (which Debian's LibTorch
-// also links, with a pool of its own that fights torch's over the same cores) to one thread.
+// Applies the options: sets torch's intra-op threads, pins OpenBLAS (which Debian's LibTorch
+// also links, with a pool of its own that fights torch's over the same cores) to one thread and
+// installs the caching CPU allocator with the chosen headroom.
 Runtime apply_runtime(const RuntimeOptions& options);
 
 // Sets OpenBLAS's own thread pool when OpenBLAS is the BLAS in this process (else does nothing).

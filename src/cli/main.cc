@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cpu_allocator.h"
 #include "error.h"
 #include "runtime.h"
 #include "bottleneck/version.h"
@@ -20,7 +21,7 @@ constexpr int kExitUsage = 2;
 
 // Global options that take a value, so the command finder can step over their values.
 bool global_takes_value(const std::string& arg) {
-  return arg == "--device" || arg == "--threads" || arg == "--seed";
+  return arg == "--device" || arg == "--threads" || arg == "--seed" || arg == "--cpu-cache";
 }
 
 void add_global_options(cxxopts::Options& options) {
@@ -28,6 +29,8 @@ void add_global_options(cxxopts::Options& options) {
       ("device", "auto (CUDA when available), cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))
       ("threads", "intra-op CPU threads; 0 = all hardware threads", cxxopts::value<int>()->default_value("0"))
       ("seed", "seed of every random stream (noise, patches, initialisation)", cxxopts::value<uint64_t>()->default_value("0"))
+      ("cpu-cache", "MB of freed CPU tensor memory kept for reuse beyond the most in use at once; 0 = off",
+       cxxopts::value<int64_t>()->default_value(std::to_string(RuntimeOptions::kDefaultCpuCacheMb)))
       ("v,verbose", "more detail in logs")
       ("q,quiet", "only warnings and errors")
       ("h,help", "show this help");
@@ -48,6 +51,9 @@ std::string top_level_help(const std::vector<Command>& commands) {
       "  --device D    auto (CUDA when available), cpu, cuda or cuda:N [auto]\n"
       "  --threads N   intra-op CPU threads, 0 = all hardware threads [0]\n"
       "  --seed N      seed of every random stream [0]\n"
+      "  --cpu-cache MB  freed CPU tensor memory kept for reuse beyond the most in use\n"
+      "                at once, 0 = off [" +
+      std::to_string(RuntimeOptions::kDefaultCpuCacheMb) + "]\n"
       "  -v, --verbose / -q, --quiet   log level\n"
       "  --version     print versions and exit\n\n"
       "`bottleneck <command> --help` describes a command.\n";
@@ -148,13 +154,20 @@ int run(int argc, char** argv) {
   runtime.device = parsed["device"].as<std::string>();
   runtime.threads = parsed["threads"].as<int>();
   runtime.seed = parsed["seed"].as<uint64_t>();
+  runtime.cpu_cache_mb = parsed["cpu-cache"].as<int64_t>();
   const LogLevel level = parsed.count("verbose") ? LogLevel::kDebug
                          : parsed.count("quiet") ? LogLevel::kQuiet
                                                  : LogLevel::kInfo;
 
   try {
     const Context context{apply_runtime(runtime), Logger(level)};
-    return command->run(parsed, context);
+    const int status = command->run(parsed, context);
+    const CpuCacheStats cache = caching_cpu_allocator_stats();
+    if (cache.hits + cache.misses > 0)
+      context.log.debug("CPU cache: ", cache.hits, " hits, ", cache.misses, " misses, at most ",
+                        cache.peak_cached_bytes >> 20, " MB cached, ", cache.peak_requested_bytes >> 20,
+                        " MB in use at once");
+    return status;
   } catch (const UsageError& e) {
     return usage_error(name + ": " + e.what());
   } catch (const std::exception& e) {
