@@ -128,6 +128,12 @@ class MetricsLog {
     return best;
   }
 
+  double last_val_psnr_noisy() const {
+    for (auto r = rows_.rbegin(); r != rows_.rend(); ++r)
+      if (std::isfinite(r->val_psnr_noisy)) return r->val_psnr_noisy;
+    return kNaN;
+  }
+
   double elapsed_s() const { return rows_.empty() || !std::isfinite(rows_.back().elapsed_s) ? 0 : rows_.back().elapsed_s; }
 
  private:
@@ -288,6 +294,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
     loss_sum = info.loss_window_sum;
     loss_count = info.loss_window_count;
     metrics.load_until(iteration);
+    last_val_noisy = metrics.last_val_psnr_noisy();
     log.info("resuming ", run_dir, " at iteration ", iteration, " of ", options.iterations);
   }
   // After loading: Module::load replaces the tensors with the stored ones (any layout).

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <thread>
 
+#include <regex>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -115,6 +117,21 @@ TEST(Train, StoppedAndResumedRunEqualsUninterruptedRunBitExactly) {
     return out;
   };
   EXPECT_EQ(strip_timing(read_file(dir / "split/metrics.csv")), strip_timing(read_file(dir / "full/metrics.csv")));
+}
+
+// A resumed run that stops before its next validation still reports the last one in full.
+TEST(Train, ResumedRunReportsTheLastValidationBeforeTheStop) {
+  TempDir dir;
+  make_data(dir);
+  auto first = run_cli("train --data " + dir / "train" + " --val " + dir / "val" + " --val-every 5 --noise gaussian:25 " +
+                       kSmallNet + "--iters 12 --stop-after 6 --out " + dir / "run");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto second = run_cli("train --resume " + dir / "run --threads 1 --stop-after 2");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(second.output, m, std::regex(R"(validation PSNR [0-9.]+ dB \(noisy ([0-9.]+) dB)")))
+      << second.output;
+  EXPECT_GT(std::stod(m[1]), 15.0) << second.output;  // sigma 25 on [0,1] images: about 20 dB
 }
 
 TEST(Train, RefusesToOverwriteARunWithoutResume) {
