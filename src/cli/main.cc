@@ -70,16 +70,12 @@ int usage_error(const std::string& message) {
 // two cores, the shipped model took 1.12-1.26x as long with 2 threads as with 1; with
 // OMP_WAIT_POLICY=passive 0.96x, for a 3% loss on an idle machine (scripts/bench/run.sh, row 3c).
 // libgomp reads the variable once, when it is loaded, so the long-running commands re-execute
-// themselves with it set, unless the user chose a policy. The same exec asks glibc to back large
-// allocations with transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, read at
-// startup too, unless the user set GLIBC_TUNABLES; a user who set OMP_WAIT_POLICY gets no exec
-// and so neither): activations of tens of MB are mapped afresh
-// for every forward pass, and faulting them in 4 KB pages cost the folder job about 15% (Kodak
-// 24 images, two runs each: 16.7-16.8 s -> 14.6-14.7 s). Returns only if the exec failed.
+// themselves with it set, unless the user chose a policy. (The exec also asked glibc for huge
+// pages until the CPU block cache made fresh mappings rare: with the cache, Kodak took 10.6-11.0 s
+// with them and 10.6-10.7 s without, at the same peak RSS.) Returns only if the exec failed.
 void reexec_with_runtime_environment(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
-  setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 0);
   execv("/proc/self/exe", argv);
 }
 
