@@ -88,12 +88,17 @@ struct CachingCpuAllocator::State {
     system_free(victim);
   }
 
-  // Requires the lock.
-  void take(Header* header, size_t requested) {
-    header->requested = requested;
-    live_capacity += header->capacity;
+  // Requires the lock. Counts a block as in use from the moment it is promised, so that another
+  // thread's make_room, between this one's and its mapping, sees the memory already spoken for.
+  void take(size_t capacity, size_t requested) {
+    live_capacity += capacity;
     live_requested += requested;
     peak_requested = std::max(peak_requested, live_requested);
+    stats.peak_live_bytes = std::max(stats.peak_live_bytes, live_capacity);
+  }
+  void untake(size_t capacity, size_t requested) {
+    live_capacity -= capacity;
+    live_requested -= requested;
   }
 
   // Requires the lock. A best fit within 4x: a larger block left unused would hold its pages
@@ -110,8 +115,8 @@ struct CachingCpuAllocator::State {
 
   // Requires the lock. Before `capacity` new bytes are mapped, gives back the least recently
   // freed blocks while blocks in use plus cached would pass the largest amount ever requested
-  // at once plus the headroom. Memory in use plus cache thus never exceeds that peak (plus
-  // headroom) because of the cache: the memory cost is bounded, not just the cache's size.
+  // at once plus the headroom. Memory in use plus cache thus never exceeds the larger of that
+  // and the most ever in use: the memory cost is bounded, not just the cache's size.
   void make_room(size_t capacity) {
     const size_t budget = std::max(peak_requested + headroom, live_capacity + capacity);
     while (!lru.empty() && live_capacity + stats.cached_bytes + capacity > budget) evict_least_recent();
@@ -120,8 +125,7 @@ struct CachingCpuAllocator::State {
   void release(Header* header) {
     {
       std::lock_guard<std::mutex> lock(mutex);
-      live_capacity -= header->capacity;
-      live_requested -= header->requested;
+      untake(header->capacity, header->requested);
       if (headroom > 0) {
         header->lru = lru.insert(lru.begin(), header);
         header->by_size = by_size.emplace(header->capacity, header);
@@ -166,23 +170,29 @@ c10::DataPtr CachingCpuAllocator::allocate(size_t bytes) const {
   {
     std::lock_guard<std::mutex> lock(state.mutex);
     if (Header* header = state.find(capacity)) {
-      state.take(header, capacity);
+      header->requested = capacity;
+      state.take(header->capacity, capacity);
       ++state.stats.hits;
       return wrap(header);
     }
     ++state.stats.misses;
     state.make_room(capacity);
+    state.take(capacity, capacity);
   }
   Header* header = system_allocate(capacity, &state);
   if (header == nullptr) {
     // Cached blocks of other sizes may be what stands between us and the memory we need.
-    std::lock_guard<std::mutex> lock(state.mutex);
-    while (!state.lru.empty()) state.evict_least_recent();
+    {
+      std::lock_guard<std::mutex> lock(state.mutex);
+      while (!state.lru.empty()) state.evict_least_recent();
+    }
     header = system_allocate(capacity, &state);
   }
+  if (header == nullptr) {
+    std::lock_guard<std::mutex> lock(state.mutex);
+    state.untake(capacity, capacity);
+  }
   TORCH_CHECK(header != nullptr, "CPU allocator: out of memory allocating ", bytes, " bytes");
-  std::lock_guard<std::mutex> lock(state.mutex);
-  state.take(header, capacity);
   return wrap(header);
 }
 

@@ -15,6 +15,7 @@ struct CpuCacheStats {
   size_t cached_bytes = 0;    // bytes held in free blocks now
   size_t peak_cached_bytes = 0;
   size_t live_bytes = 0;      // bytes of large blocks in use now
+  size_t peak_live_bytes = 0; // most bytes of large blocks ever in use at once
   size_t peak_requested_bytes = 0;  // most bytes of large blocks ever requested at once
 };
 
@@ -30,9 +31,9 @@ struct CpuCacheStats {
 // smaller ones go straight to malloc. A request takes the smallest cached block that holds it
 // and is at most 4x its size. Before a miss maps new memory, the least recently freed blocks are
 // given back while in-use plus cached bytes would exceed the most ever requested at once plus
-// `headroom_bytes`. So the cache costs at most the headroom above the peak a cacheless run
-// would have, whatever the image size, while the repeating shapes of tiles and training steps
-// are served without new pages.
+// `headroom_bytes`. So in-use plus cached memory stays within the larger of (peak requested +
+// headroom) and the most ever in use (blocks may be up to 4x their request), whatever the image
+// size, while the repeating shapes of tiles and training steps are served without new pages.
 //
 // Thread-safe. Every block it returns must be freed (by LibTorch, through its deleter) before the
 // allocator is destroyed; the process-wide one (install_caching_cpu_allocator) never is.
