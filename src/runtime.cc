@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <thread>
 
 #include <torch/torch.h>
@@ -46,6 +48,31 @@ int hardware_threads() {
 void set_openblas_threads(int n) {
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
+}
+
+std::string openblas_core_override(const std::string& detected_core, bool avx512, bool avx2_fma) {
+  std::string core = detected_core;
+  for (char& c : core) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (core != "prescott") return "";
+  if (avx512) return "SkylakeX";
+  if (avx2_fma) return "Haswell";
+  return "";
+}
+
+std::string openblas_core_to_request() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return "";
+  using CoreName = char* (*)();
+  auto fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (fn == nullptr || fn() == nullptr) return "";
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return openblas_core_override(fn(), avx512, avx2_fma);
+#else
+  return "";
+#endif
 }
 
 Runtime apply_runtime(const RuntimeOptions& options) {

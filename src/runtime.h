@@ -36,6 +36,17 @@ Runtime apply_runtime(const RuntimeOptions& options);
 // Convolutions do not use it; torch::mm does.
 void set_openblas_threads(int n);
 
+// The OpenBLAS kernel set to ask for (OPENBLAS_CORETYPE) instead of the one OpenBLAS detected:
+// OpenBLAS 0.3.21 (Debian 12) does not know recent Xeon models and falls back to its generic
+// "Prescott" (SSE3) kernels: 4.5x slower at torch::mm, and 17% of a one-thread training step.
+// Returns "SkylakeX" for a CPU with AVX-512 F/BW/VL/DQ, "Haswell" for AVX2 + FMA, and "" when the
+// detected core is anything but Prescott or the CPU has neither.
+std::string openblas_core_override(const std::string& detected_core, bool avx512, bool avx2_fma);
+
+// openblas_core_override for this process and CPU: "" when OpenBLAS is not the BLAS here, or the
+// user already chose OPENBLAS_CORETYPE.
+std::string openblas_core_to_request();
+
 // Number of hardware threads, at least 1.
 int hardware_threads();
 

@@ -65,18 +65,26 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
-// OpenMP worker threads spin while they wait for work (libgomp's default policy). On a core that
-// another process also uses, the spinning steals that process's time: with a CPU hog on one of
-// two cores, the shipped model took 1.12-1.26x as long with 2 threads as with 1; with
-// OMP_WAIT_POLICY=passive 0.96x, for a 3% loss on an idle machine (scripts/bench/run.sh, row 3c).
-// libgomp reads the variable once, when it is loaded, so the long-running commands re-execute
-// themselves with it set, unless the user chose a policy. (The exec also asked glibc for huge
-// pages until the CPU block cache made fresh mappings rare: with the cache, Kodak took 10.6-11.0 s
-// with them and 10.6-10.7 s without, at the same peak RSS.) Returns only if the exec failed.
+// Settings that libraries read once, when they are loaded, so the long-running commands
+// re-execute themselves with them in the environment (a user's own values are kept):
+// - OMP_WAIT_POLICY=passive. OpenMP worker threads spin while they wait for work (libgomp's
+//   default). On a core that another process also uses, the spinning steals that process's
+//   time: with a CPU hog on one of two cores, the shipped model took 1.12-1.26x as long with 2
+//   threads as with 1; passive, 0.96x, for a 3% loss on an idle machine (bench row 3c). A user
+//   who sets OMP_WAIT_POLICY gets no exec for it.
+// - OPENBLAS_CORETYPE, only where OpenBLAS fell back to its generic kernels on a CPU it does not
+//   know (runtime.h: openblas_core_override): training on one thread ran 1.15x as fast (16.1-16.2
+//   -> 18.4-18.7 patches/s; with 2 threads LibTorch called no BLAS and nothing changed) and
+//   torch::mm 2048^2 4.5x as fast.
+// (The exec also asked glibc for huge pages until the CPU block cache made fresh mappings rare:
+// with the cache, Kodak took 10.6-11.0 s with them and 10.6-10.7 s without, at the same peak
+// RSS.) Returns only if no exec was needed or it failed.
 void reexec_with_runtime_environment(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
-  execv("/proc/self/exe", argv);
+  bool changed = false;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr && setenv("OMP_WAIT_POLICY", "PASSIVE", 0) == 0) changed = true;
+  const std::string core = openblas_core_to_request();
+  if (!core.empty() && setenv("OPENBLAS_CORETYPE", core.c_str(), 0) == 0) changed = true;
+  if (changed) execv("/proc/self/exe", argv);
 }
 
 int run(int argc, char** argv) {
