@@ -88,6 +88,11 @@ struct CachingCpuAllocator::State {
     system_free(victim);
   }
 
+  // Requires the lock.
+  void evict_all() {
+    while (!lru.empty()) evict_least_recent();
+  }
+
   // Requires the lock. Counts a block as in use from the moment it is promised, so that another
   // thread's make_room, between this one's and its mapping, sees the memory already spoken for.
   void take(size_t capacity, size_t requested) {
@@ -184,7 +189,7 @@ c10::DataPtr CachingCpuAllocator::allocate(size_t bytes) const {
     // Cached blocks of other sizes may be what stands between us and the memory we need.
     {
       std::lock_guard<std::mutex> lock(state.mutex);
-      while (!state.lru.empty()) state.evict_least_recent();
+      state.evict_all();
     }
     header = system_allocate(capacity, &state);
   }
@@ -209,13 +214,12 @@ c10::DeleterFnPtr CachingCpuAllocator::raw_deleter() const { return &delete_data
 void CachingCpuAllocator::set_headroom(size_t headroom_bytes) {
   std::lock_guard<std::mutex> lock(state_->mutex);
   state_->headroom = headroom_bytes;
-  if (headroom_bytes == 0)
-    while (!state_->lru.empty()) state_->evict_least_recent();
+  if (headroom_bytes == 0) state_->evict_all();
 }
 
 void CachingCpuAllocator::trim() {
   std::lock_guard<std::mutex> lock(state_->mutex);
-  while (!state_->lru.empty()) state_->evict_least_recent();
+  state_->evict_all();
 }
 
 CpuCacheStats CachingCpuAllocator::stats() const {

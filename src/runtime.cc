@@ -59,20 +59,25 @@ std::string openblas_core_override(const std::string& detected_core, bool avx512
   return "";
 }
 
-std::string openblas_core_to_request() {
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return "";
-  using CoreName = char* (*)();
-  auto fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (fn == nullptr || fn() == nullptr) return "";
+std::string openblas_core_for_this_cpu(const std::string& detected_core) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return openblas_core_override(fn(), avx512, avx2_fma);
+  return openblas_core_override(detected_core, avx512, avx2_fma);
 #else
+  (void)detected_core;
   return "";
 #endif
+}
+
+std::string openblas_core_to_request() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return "";
+  using CoreName = char* (*)();
+  auto fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (fn == nullptr || fn() == nullptr) return "";
+  return openblas_core_for_this_cpu(fn());
 }
 
 Runtime apply_runtime(const RuntimeOptions& options) {

@@ -43,7 +43,10 @@ void set_openblas_threads(int n);
 // detected core is anything but Prescott or the CPU has neither.
 std::string openblas_core_override(const std::string& detected_core, bool avx512, bool avx2_fma);
 
-// openblas_core_override for this process and CPU: "" when OpenBLAS is not the BLAS here, or the
+// openblas_core_override with this CPU's flags.
+std::string openblas_core_for_this_cpu(const std::string& detected_core);
+
+// openblas_core_for_this_cpu for the OpenBLAS loaded in this process: "" when OpenBLAS is not the BLAS here, or the
 // user already chose OPENBLAS_CORETYPE.
 std::string openblas_core_to_request();
 

@@ -41,11 +41,7 @@ TEST(Runtime, TheCliRunsWithTheOpenBlasKernelsTheRuleChooses) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::vector<std::string> seen = cores(r.output);
   if (seen.empty()) GTEST_SKIP() << "OpenBLAS is not the BLAS in this process";
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const std::string wanted = openblas_core_override(seen.front(), avx512, avx2_fma);
+  const std::string wanted = openblas_core_for_this_cpu(seen.front());
   EXPECT_EQ(seen.back(), wanted.empty() ? seen.front() : wanted) << r.output;
 
   const auto mine = run_command("OPENBLAS_CORETYPE=Prescott OPENBLAS_VERBOSE=2 " + cli + " denoise " + dir / "in" +
