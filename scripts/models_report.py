@@ -187,6 +187,13 @@ def main():
         section, met = model_section(name, args.cli, args.data, args.threads, args.max_images)
         lines += section
         summary.append(f"{name}: {'goals met' if met else 'goals not met' if met is not None else 'missing'}")
+    sweep = os.path.join(ROOT, "models", "training", "arch-sweep.md")
+    if os.path.exists(sweep):
+        with open(sweep) as f:
+            lines += ["## Choice of architecture", "",
+                      "Candidates trained the same short way and measured on Set12; the shipped models use `l`. "
+                      "Quality per FLOP is the last column: what each 100 k MACs per pixel beyond the smallest "
+                      "network bought at sigma 25.", "", f.read().strip(), ""]
     ab = os.path.join(ROOT, "models", "training", "precision-ab.md")
     if os.path.exists(ab):
         with open(ab) as f:
