@@ -52,37 +52,39 @@ for c in "${candidates[@]}"; do
       --noise gaussian:15,gaussian:25,gaussian:50 --no-nlm --threads "$threads" --json "$run/eval.json.tmp" -q > /dev/null
     mv "$run/eval.json.tmp" "$run/eval.json"
   fi
-  params=$("$cli" info "$run/last.ckpt" | awk '/^parameters:/ {print $2}')
-  macs=$("$cli" info "$run/last.ckpt" | awk '/^MACs per pixel:/ {print $4}')
+  meta="$("$cli" info "$run/last.ckpt")"
+  params=$(awk '/^parameters:/ {print $2}' <<< "$meta")
+  macs=$(awk '/^MACs per pixel:/ {print $4}' <<< "$meta")
   rows+=("$name|$params|$macs|${c#*|}")
 done
 
 /usr/bin/python3 - "$work" "$out.tmp" "$iters" "$threads" "${rows[@]}" <<'EOF'
 import csv, datetime, json, sys
+from types import SimpleNamespace
 work, out, iters, threads, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 table = []
 for row in rows:
     name, params, macs, flags = row.split("|", 3)
     with open(f"{work}/{name}/eval.json") as f:
         levels = json.load(f)["levels"]
-    psnr = [level["model"]["psnr"] for level in levels]
-    speed = levels[1]["model"]["seconds_per_megapixel"]
     with open(f"{work}/{name}/metrics.csv") as f:
         rates = [float(m["patches_per_s"]) for m in csv.DictReader(f) if m["patches_per_s"]]
-    table.append((name, flags, int(params), int(macs), sum(rates) / len(rates), speed, psnr))
+    table.append(SimpleNamespace(
+        name=name, flags=flags, params=int(params), mb=int(params) * 4 / 1e6, macs=int(macs),
+        rate=sum(rates) / len(rates), speed=levels[1]["model"]["seconds_per_megapixel"],
+        psnr=[level["model"]["psnr"] for level in levels]))
 base = table[0]
 lines = ["| candidate | flags | parameters | fp32 MB | k MACs/pixel | training patches/s | denoising s/MP "
-         f"| Set12 σ=15 | σ=25 | σ=50 | σ=25 gain over {base[0]} per 100 k more MACs |",
+         f"| Set12 σ=15 | σ=25 | σ=50 | σ=25 gain over {base.name} per 100 k more MACs |",
          "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: |"]
-for name, flags, params, macs, rate, speed, psnr in table:
-    slope = "–" if macs == base[3] else f"{(psnr[1] - base[6][1]) / ((macs - base[3]) / 1e5):+.2f} dB"
-    lines.append(f"| {name} | `{flags}` | {params:,} | {params * 4 / 1e6:.1f} | {macs / 1e3:.1f} | {rate:.1f} | {speed:.2f} | "
-                 + " | ".join(f"{p:.2f}" for p in psnr) + f" | {slope} |")
-fits = [t for t in table if t[2] * 4 / 1e6 <= 10]
-best = max(fits, key=lambda t: t[6][1])
-cheapest = min((t for t in table if t[6][1] >= best[6][1] - 0.05), key=lambda t: t[3])
-lines += ["", f"Within the 10 MB limit, `{best[0]}` is the best at σ=25 ({best[6][1]:.2f} dB). Within 0.05 dB of it, "
-          f"the fewest MACs per pixel are `{cheapest[0]}`'s ({cheapest[3] / 1e3:.1f} k, {cheapest[2] * 4 / 1e6:.1f} MB)."]
+for t in table:
+    slope = "–" if t.macs == base.macs else f"{(t.psnr[1] - base.psnr[1]) / ((t.macs - base.macs) / 1e5):+.2f} dB"
+    lines.append(f"| {t.name} | `{t.flags}` | {t.params:,} | {t.mb:.1f} | {t.macs / 1e3:.1f} | {t.rate:.1f} | "
+                 f"{t.speed:.2f} | " + " | ".join(f"{p:.2f}" for p in t.psnr) + f" | {slope} |")
+best = max((t for t in table if t.mb <= 10), key=lambda t: t.psnr[1])
+cheapest = min((t for t in table if t.psnr[1] >= best.psnr[1] - 0.05), key=lambda t: t.macs)
+lines += ["", f"Within the 10 MB limit, `{best.name}` is the best at σ=25 ({best.psnr[1]:.2f} dB). Within 0.05 dB of it, "
+          f"the fewest MACs per pixel are `{cheapest.name}`'s ({cheapest.macs / 1e3:.1f} k, {cheapest.mb:.1f} MB)."]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 lines += ["", f"Each candidate: blind `gaussian:0-55` on `train/gray400`, batch 8 × 64² patches, {iters} iterations "
           f"of Adam 1e-3 with a cosine decay to 1e-5, seed 0, {threads} thread(s); Set12 measured on the last "

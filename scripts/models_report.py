@@ -159,6 +159,15 @@ def model_section(name, cli, data, threads, max_images):
     return lines, met_all
 
 
+def measured_section(table_file, heading, intro):
+    """A section around a table another script wrote to models/training/ (none when it is absent)."""
+    path = os.path.join(ROOT, "models", "training", table_file)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [f"## {heading}", "", intro, "", f.read().strip(), ""]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
@@ -187,20 +196,16 @@ def main():
         section, met = model_section(name, args.cli, args.data, args.threads, args.max_images)
         lines += section
         summary.append(f"{name}: {'goals met' if met else 'goals not met' if met is not None else 'missing'}")
-    sweep = os.path.join(ROOT, "models", "training", "arch-sweep.md")
-    if os.path.exists(sweep):
-        with open(sweep) as f:
-            lines += ["## Choice of architecture", "",
-                      "Candidates trained the same short way and measured on Set12; the shipped models use `l`. "
-                      "Quality per FLOP is the last column: what each 100 k MACs per pixel beyond the smallest "
-                      "network bought at sigma 25.", "", f.read().strip(), ""]
-    ab = os.path.join(ROOT, "models", "training", "precision-ab.md")
-    if os.path.exists(ab):
-        with open(ab) as f:
-            lines += ["## bf16 training", "",
-                      "Both runs began in fp32 and were resumed with `--precision bf16` (layers in bfloat16, weights "
-                      "and Adam in float32) at iterations 14339 (gray) and 2724 (colour), after this A/B run showed "
-                      "no loss of quality:", "", f.read().strip(), ""]
+    lines += measured_section(
+        "arch-sweep.md", "Choice of architecture",
+        "Candidates trained the same short way and measured on Set12; the shipped models use `l`. "
+        "Quality per FLOP is the last column: what each 100 k MACs per pixel beyond the smallest "
+        "network bought at sigma 25.")
+    lines += measured_section(
+        "precision-ab.md", "bf16 training",
+        "Both runs began in fp32 and were resumed with `--precision bf16` (layers in bfloat16, weights "
+        "and Adam in float32) at iterations 14339 (gray) and 2724 (colour), after this A/B run showed "
+        "no loss of quality:")
     lines += [
         "## Training", "",
         "Training runs only while a working session is open, so it is spread over sessions: "

@@ -46,8 +46,8 @@ std::string openblas_core_override(const std::string& detected_core, bool avx512
 // openblas_core_override with this CPU's flags.
 std::string openblas_core_for_this_cpu(const std::string& detected_core);
 
-// openblas_core_for_this_cpu for the OpenBLAS loaded in this process: "" when OpenBLAS is not the BLAS here, or the
-// user already chose OPENBLAS_CORETYPE.
+// openblas_core_for_this_cpu for the OpenBLAS loaded in this process: "" when OpenBLAS is not
+// the BLAS here, or the user already chose OPENBLAS_CORETYPE.
 std::string openblas_core_to_request();
 
 // Number of hardware threads, at least 1.
