@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Trains the shipped denoisers (models/denoise-gray.pt, models/denoise-color.pt) from the
-# standard training sets, resumably: run it again after a stop (Ctrl-C, a killed session, a
+# Trains the shipped denoisers (models/denoise-gray.pt, models/denoise-color.pt,
+# models/denoise-photo.pt) from the standard training sets, resumably: run it again after a stop (Ctrl-C, a killed session, a
 # --time-limit) and each run continues from its last checkpoint. Finished runs are exported.
 #
-#   scripts/train_models.sh [gray|color|all] [--time-limit MINUTES] [--threads N]
+#   scripts/train_models.sh [gray|color|photo|all] [--time-limit MINUTES] [--threads N]
 #
 # Environment: DATA (default ../shared/data), RUNS (default ~/.cache/bottleneck/runs, outside the
 # work tree so a fresh checkout keeps it), BOTTLENECK (the CLI, default build/bottleneck).
@@ -31,6 +31,14 @@ common=(--arch unet-l --noise gaussian:0-55 --patch 96 --batch 8 --lr 1e-3 --lr-
 gray=(--data "$data/train/gray400" --val "$data/val/set12" --val-noise gaussian:25 --channels 1 --iters 40000)
 color=(--data "$data/train/color400" --val "$data/val/kodak24" --val-noise gaussian:25 --val-max-images 6
        --channels 3 --iters 40000)
+# The photo model: the colour model fine-tuned on realistic camera noise (camera_noise.h: raw
+# shot/read noise through demosaicing, colour correction, tone curve and JPEG), its checkpoints
+# judged on real noisy/clean pairs. Fine-tuning keeps what the Gaussian run learnt about images
+# and needs a fraction of its steps; the learning rate starts lower than a fresh run's.
+photo=(--arch unet-l --channels 3 --init "$root/models/denoise-color.pt" --noise camera
+       --data "$data/train/color400" --val "$data/val/realnoise-cc15/clean" --val-pairs "$data/val/realnoise-cc15/noisy"
+       --patch 96 --batch 8 --lr 5e-4 --lr-min 1e-6 --schedule cosine --iters 24000
+       --checkpoint-every 200 --val-every 1000 --log-every 100 --samples 2)
 
 train_one() {
   local name="$1"; shift
@@ -42,9 +50,11 @@ train_one() {
   if [ -f "$run/last.ckpt" ]; then
     "$cli" train --resume "$run" --precision "$precision" "$@"
   else
-    local recipe
-    if [ "$name" = gray ]; then recipe=("${gray[@]}"); else recipe=("${color[@]}"); fi
-    "$cli" train "${common[@]}" --precision "$precision" "${recipe[@]}" --out "$run" "$@"
+    case "$name" in
+      gray) "$cli" train "${common[@]}" --precision "$precision" "${gray[@]}" --out "$run" "$@" ;;
+      color) "$cli" train "${common[@]}" --precision "$precision" "${color[@]}" --out "$run" "$@" ;;
+      photo) "$cli" train --precision "$precision" "${photo[@]}" --out "$run" "$@" ;;
+    esac
   fi
   local done_iters total
   done_iters=$("$cli" info "$run/last.ckpt" | awk '/^iterations:/ {print $2}')
@@ -60,6 +70,7 @@ mkdir -p "$runs"
 case "$which" in
   gray) train_one gray "$@" ;;
   color) train_one color "$@" ;;
-  all) train_one gray "$@"; train_one color "$@" ;;
-  *) echo "usage: $0 [gray|color|all] [train options]" >&2; exit 2 ;;
+  photo) train_one photo "$@" ;;
+  all) train_one gray "$@"; train_one color "$@"; train_one photo "$@" ;;
+  *) echo "usage: $0 [gray|color|photo|all] [train options]" >&2; exit 2 ;;
 esac

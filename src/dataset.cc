@@ -263,6 +263,38 @@ std::vector<ValidationImage> load_validation_set(const std::string& dir, int cha
   return images;
 }
 
+std::vector<ValidationImage> load_validation_pairs(const std::string& clean_dir, const std::string& noisy_dir,
+                                                   int channels, const Logger& log, int64_t max_pixels,
+                                                   std::vector<std::string>* skipped) {
+  torch::NoGradGuard no_grad;
+  std::vector<ValidationImage> images;
+  std::vector<Error> unlisted;
+  const std::vector<std::string> files = list_images(clean_dir, &unlisted);
+  for (const Error& e : unlisted) skip(e, log, skipped);
+  std::error_code ec;
+  for (const std::string& file : files) {
+    const std::string name = relative_name(file, clean_dir);
+    const std::string partner = (fs::path(noisy_dir) / name).string();
+    if (!fs::exists(fs::symlink_status(partner, ec))) throw Error(ErrorKind::kInvalidData, file, "no noisy partner: expected " + partner);
+    try {
+      ValidationImage v;
+      v.name = name;
+      v.clean = to_channels(load_image(file, max_pixels).pixels, channels).contiguous();
+      v.noisy = to_channels(load_image(partner, max_pixels).pixels, channels).contiguous();
+      if (!v.noisy.sizes().equals(v.clean.sizes()))
+        throw Error(ErrorKind::kInvalidData, partner,
+                    "is " + size_text(v.noisy) + " (W x H x C) but its clean image " + file + " is " + size_text(v.clean));
+      images.push_back(std::move(v));
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::kUsage || e.kind() == ErrorKind::kInvalidData) throw;
+      skip(e, log, skipped);
+    }
+  }
+  if (images.empty()) throw Error(ErrorKind::kInvalidData, clean_dir, "no readable images");
+  log.info("loaded ", images.size(), " validation pairs from ", clean_dir, " and ", noisy_dir);
+  return images;
+}
+
 int64_t PatchDataset::pixel_count() const {
   int64_t n = 0;
   for (const auto& image : clean_) n += image.size(-2) * image.size(-1);

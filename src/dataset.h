@@ -110,4 +110,12 @@ std::vector<ValidationImage> load_validation_set(const std::string& dir, int cha
                                                  int64_t max_pixels = kDefaultMaxPixels,
                                                  std::vector<std::string>* skipped = nullptr);
 
+// Real noisy / clean pairs for validation: every image under `clean_dir` with its partner at the
+// same relative path under `noisy_dir` (a missing partner or a size mismatch is an Error naming
+// both files; unreadable files are skipped as above).
+std::vector<ValidationImage> load_validation_pairs(const std::string& clean_dir, const std::string& noisy_dir,
+                                                   int channels, const Logger& log,
+                                                   int64_t max_pixels = kDefaultMaxPixels,
+                                                   std::vector<std::string>* skipped = nullptr);
+
 }  // namespace bottleneck

@@ -114,10 +114,13 @@ torch::Tensor nlm_denoise(const torch::Tensor& noisy, double sigma) {
 EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   if (options.clean.empty()) throw UsageError("--clean DIR is required");
   if (options.max_images < 0) throw UsageError("--max-images must be >= 0");
-  const std::vector<NoiseSpec> specs = parse_noise_list(options.noise);
+  const bool real_pairs = !options.pairs.empty();
+  // Real pairs are one table row; the noise spec list is not used then.
+  const std::vector<NoiseSpec> specs = real_pairs ? std::vector<NoiseSpec>{NoiseSpec{}} : parse_noise_list(options.noise);
   if (specs.empty()) throw UsageError("--noise needs at least one spec");
   std::error_code ec;
-  if (!fs::exists(options.clean, ec)) throw Error(options.clean, "no such file or directory");
+  if (!fs::exists(options.clean, ec)) throw Error(ErrorKind::kIo, options.clean, "no such file or directory");
+  if (real_pairs && !fs::exists(options.pairs, ec)) throw Error(ErrorKind::kIo, options.pairs, "no such file or directory");
   const bool folder = fs::is_directory(options.clean, ec);
   EvalResult result;
   std::vector<Error> unlisted;
@@ -130,6 +133,7 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   if (options.max_images > 0 && static_cast<int>(files.size()) > options.max_images) files.resize(options.max_images);
 
   result.clean = options.clean;
+  result.pairs = options.pairs;
   result.seed = options.seed;
   // The model is loaded at the first readable image: without --model, that image decides
   // between the shipped gray and colour denoisers.
@@ -143,8 +147,11 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
     result.channels = channels;
     for (const NoiseSpec& spec : specs) {
       LevelResult level;
-      level.noise = to_string(spec);
-      level.nlm_note = options.nlm ? nlm_note(spec, channels) : "NLM not run (--no-nlm)";
+      level.noise = real_pairs ? "real (" + options.pairs + ")" : to_string(spec);
+      level.nlm_note = !options.nlm ? "NLM not run (--no-nlm)"
+                       : real_pairs ? std::string("NLM ") + (channels == 3 ? "h = hColor" : "h") +
+                                          " set per image from Immerkaer's noise estimate of the noisy image"
+                                    : nlm_note(spec, channels);
       result.levels.push_back(level);
     }
     // The first forward pass pays for allocator and kernel set-up; keep it out of the timings.
@@ -175,8 +182,15 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
     // An unreadable file is reported and left out; the numbers cover the rest, and the result
     // lists what is missing so they are not mistaken for the whole folder's.
     ImageData image;
+    torch::Tensor real_noisy;
     try {
       image = load_image(file, options.max_pixels);
+      if (real_pairs) {
+        const std::string partner = folder ? (fs::path(options.pairs) / name).string() : options.pairs;
+        real_noisy = load_image(partner, options.max_pixels).pixels;
+        if (!real_noisy.sizes().equals(image.pixels.sizes()))
+          throw Error(ErrorKind::kInvalidData, partner, "is not the size of its clean image " + file);
+      }
     } catch (const UsageError&) {
       throw;
     } catch (const Error& e) {
@@ -192,13 +206,17 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
     for (size_t k = 0; k < specs.size(); ++k) {
       ImageScore score;
       score.name = name;
-      const torch::Tensor noisy = add_noise(clean, specs[k], file_noise_seed(options.seed, name));
+      const torch::Tensor noisy = real_pairs ? to_channels(real_noisy, channels)
+                                             : add_noise(clean, specs[k], file_noise_seed(options.seed, name));
       const torch::Tensor noisy_clipped = noisy.clamp(0, 1);
       score.noisy_psnr = psnr(noisy_clipped, clean);
       score.noisy_ssim = ssim(noisy_clipped, clean);
+      score.noise_rms = 255.0 * (noisy - clean).to(torch::kDouble).pow(2).mean().sqrt().item<double>();
 
       score.nlm_psnr = score.nlm_ssim = score.nlm_sigma = kNaN;
-      const std::optional<double> sigma = options.nlm ? nlm_sigma(specs[k], clean, noisy) : std::nullopt;
+      std::optional<double> sigma;
+      if (options.nlm)
+        sigma = real_pairs ? std::optional<double>(255.0 * estimate_noise_sigma(noisy)) : nlm_sigma(specs[k], clean, noisy);
       if (sigma) {
         score.nlm_sigma = *sigma;
         const auto start = Clock::now();
@@ -245,7 +263,8 @@ std::string eval_table(const EvalResult& r) {
       << cell(l.model.ssim, 4) << " | " << cell(l.nlm.seconds_per_megapixel, 3) << " | "
       << cell(l.model.seconds_per_megapixel, 3) << " |\n";
   }
-  s << "\nPSNR in dB on outputs clipped to [0,1]; noise added to the float image, not clipped or quantised.\n";
+  s << (r.pairs.empty() ? "\nPSNR in dB on outputs clipped to [0,1]; noise added to the float image, not clipped or quantised.\n"
+                        : "\nPSNR in dB on outputs clipped to [0,1]; real noisy images against their clean partners.\n");
   for (const LevelResult& l : r.levels) s << l.noise << ": " << l.nlm_note << "\n";
   if (!r.failures.empty()) {
     s << "\nNot in these numbers (" << r.failures.size() << " could not be read):\n";
@@ -259,6 +278,7 @@ std::string eval_json(const EvalResult& r) {
   j["model"] = r.model;
   j["arch"] = nlohmann::json::parse(r.model_arch, nullptr, false);
   j["clean"] = r.clean;
+  j["pairs"] = r.pairs;
   j["channels"] = r.channels;
   j["seed"] = r.seed;
   j["failures"] = r.failures;
@@ -275,7 +295,7 @@ std::string eval_json(const EvalResult& r) {
       level["per_image"].push_back({{"name", s.name},
                                     {"noisy_psnr", number(s.noisy_psnr)}, {"noisy_ssim", number(s.noisy_ssim)},
                                     {"nlm_psnr", number(s.nlm_psnr)}, {"nlm_ssim", number(s.nlm_ssim)},
-                                    {"nlm_sigma", number(s.nlm_sigma)},
+                                    {"nlm_sigma", number(s.nlm_sigma)}, {"noise_rms", number(s.noise_rms)},
                                     {"model_psnr", number(s.model_psnr)}, {"model_ssim", number(s.model_ssim)}});
     j["levels"].push_back(level);
   }

@@ -25,6 +25,9 @@ struct EvalOptions {
                                       // denoiser for the first image's channels (gray or colour)
   std::string clean;                  // folder of clean images (recursive) or one image; required
   std::string noise = "gaussian:25";  // comma-separated noise specs, one table row each
+  std::string pairs;                  // real noisy images (folder matched to `clean` by relative
+                                      // path, or one image): evaluate on them instead of `noise`;
+                                      // NLM's h then comes from a noise estimate of each image
   uint64_t seed = 0;                  // base seed of the noise
   bool nlm = true;                    // also run OpenCV's fastNlMeansDenoising(Colored)
   int max_images = 0;                 // evaluate the first N images only; 0 = all
@@ -47,6 +50,7 @@ struct ImageScore {
   double nlm_psnr = 0, nlm_ssim = 0;      // NaN when NLM did not run
   double model_psnr = 0, model_ssim = 0;
   double nlm_sigma = 0;                   // sigma NLM's h was set from (0-255), NaN if no NLM
+  double noise_rms = 0;                   // RMS of noisy - clean (0-255): the true noise level
 };
 
 struct LevelResult {
@@ -60,6 +64,7 @@ struct EvalResult {
   std::string model;       // the model file
   std::string model_arch;  // its ArchSpec JSON
   std::string clean;       // the clean folder
+  std::string pairs;       // the noisy folder of real pairs ("" = synthetic noise)
   int channels = 0;        // channels the images were evaluated in (the model's)
   uint64_t seed = 0;
   std::vector<LevelResult> levels;  // in the order of EvalOptions::noise

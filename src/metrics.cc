@@ -98,4 +98,15 @@ double ssim(const at::Tensor& a, const at::Tensor& b, double data_range) {
   return map.mean().item<double>();
 }
 
+double estimate_noise_sigma(const at::Tensor& image) {
+  if (image.dim() != 3 || image.size(1) < 3 || image.size(2) < 3)
+    throw Error(ErrorKind::kInvalidData, "", "noise estimation needs a C x H x W image of at least 3 x 3 pixels");
+  const at::Tensor x = image.to(at::kCPU, at::kDouble).unsqueeze(1);  // C x 1 x H x W
+  const at::Tensor mask = torch::tensor({1.0, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0}, torch::kDouble).view({1, 1, 3, 3});
+  const at::Tensor response = torch::conv2d(x, mask).abs();
+  const double h = static_cast<double>(image.size(1)), w = static_cast<double>(image.size(2));
+  const double per_channel = std::sqrt(M_PI / 2) / (6 * (w - 2) * (h - 2));
+  return (response.sum({1, 2, 3}) * per_channel).mean().item<double>();
+}
+
 }  // namespace bottleneck

@@ -16,4 +16,12 @@ double psnr(const at::Tensor& a, const at::Tensor& b, double peak = 1.0);
 // uses the window's central taps that fit (skimage refuses such images).
 double ssim(const at::Tensor& a, const at::Tensor& b, double data_range = 1.0);
 
+// Standard deviation of additive noise in one noisy image (C x H x W in [0,1]; at least 3 x 3),
+// estimated without the clean image by Immerkaer's method ("Fast noise variance estimation",
+// CVIU 1996): the image convolved with the difference of two Laplacians, which cancels smooth
+// content, sigma = sqrt(pi / 2) / (6 (W - 2) (H - 2)) * sum |I * M|; mean over channels. On the
+// 0-1 scale. Spatially correlated noise (demosaiced camera noise) has less energy at the high
+// frequencies the mask sees, so it reads lower than its true standard deviation.
+double estimate_noise_sigma(const at::Tensor& image);
+
 }  // namespace bottleneck

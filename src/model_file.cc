@@ -189,13 +189,16 @@ LoadOptions load_options(const std::string& precision) {
   return options;
 }
 
-std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device, const LoadOptions& options) {
+namespace {
+
+// The file as LibTorch reads it, with our metadata (empty for a checkpoint).
+torch::jit::Module read_archive(const std::string& path, bool probe, std::string* metadata) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(status)) throw Error(path, "no such file");
-  if (std::filesystem::is_directory(status)) throw Error(path, "is a directory, not a model file");
+  if (!std::filesystem::exists(status)) throw Error(ErrorKind::kIo, path, "no such file");
+  if (std::filesystem::is_directory(status)) throw Error(ErrorKind::kInvalidData, path, "is a directory, not a model file");
 
-  if (options.probe) refuse_if_it_crashes_the_loader(path);
+  if (probe) refuse_if_it_crashes_the_loader(path);
 
   // Both kinds are torch zip archives that torch::jit::load reads: an export carries our extra
   // file, a checkpoint (a torch::serialize archive) a bottleneck_info attribute. Loading onto the
@@ -205,21 +208,54 @@ std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device 
   try {
     module = torch::jit::load(path, c10::Device(c10::kCPU), extra);
   } catch (const std::exception& e) {
-    throw Error(path, "not a readable model file (corrupt or truncated?): " + first_line(e.what()));
+    throw Error(ErrorKind::kCorrupt, path, "not a readable model file (corrupt or truncated?): " + first_line(e.what()));
   }
-  const std::string& metadata = extra[kTorchScriptMetadataFile];
+  *metadata = extra[kTorchScriptMetadataFile];
+  if (metadata->empty() && !module.hasattr("bottleneck_info"))
+    throw Error(ErrorKind::kInvalidData, path,
+                "a torch archive but not a Bottleneck model (neither a checkpoint from "
+                "`bottleneck train` nor a model from `bottleneck export`)");
+  return module;
+}
+
+}  // namespace
+
+std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device, const LoadOptions& options) {
+  std::string metadata;
+  const torch::jit::Module module = read_archive(path, options.probe, &metadata);
   if (!metadata.empty()) {
     ModelInfo info = parse_export_metadata(path, metadata);
     Autoencoder model = native_from_export(path, info.arch, module);
     return std::make_unique<NativeModel>(std::move(model), std::move(info), device, options.dtype, options.optimize);
   }
-  if (module.hasattr("bottleneck_info")) {
+  LoadedCheckpoint loaded = load_checkpoint(path);
+  ModelInfo info = checkpoint_model_info(path, loaded.info);
+  return std::make_unique<NativeModel>(loaded.model, std::move(info), device, options.dtype, options.optimize);
+}
+
+void copy_weights(const std::string& path, const ArchSpec& arch, torch::nn::Module& target) {
+  std::string metadata;
+  const torch::jit::Module module = read_archive(path, true, &metadata);
+  ArchSpec stored;
+  Autoencoder source{nullptr};
+  if (!metadata.empty()) {
+    stored = parse_export_metadata(path, metadata).arch;
+    source = native_from_export(path, stored, module);
+  } else {
     LoadedCheckpoint loaded = load_checkpoint(path);
-    ModelInfo info = checkpoint_model_info(path, loaded.info);
-    return std::make_unique<NativeModel>(loaded.model, std::move(info), device, options.dtype, options.optimize);
+    stored = loaded.info.arch;
+    source = loaded.model;
   }
-  throw Error(path, "a torch archive but not a Bottleneck model (neither a checkpoint from "
-                    "`bottleneck train` nor a model from `bottleneck export`)");
+  if (to_json(stored) != to_json(arch))
+    throw UsageError(path, "its network " + to_json(stored) + " is not the run's " + to_json(arch));
+  torch::NoGradGuard no_grad;
+  const auto from = source->named_parameters();
+  for (auto& item : target.named_parameters()) {
+    const torch::Tensor* value = from.find(item.key());
+    if (!value || !value->sizes().equals(item.value().sizes()))
+      throw Error(ErrorKind::kInvalidData, path, "parameter " + item.key() + " does not fit the run's network");
+    item.value().copy_(*value);
+  }
 }
 
 }  // namespace bottleneck

@@ -9,6 +9,7 @@
 #include "arch_spec.h"
 
 namespace at { class Tensor; }
+namespace torch::nn { class Module; }
 
 namespace bottleneck {
 
@@ -56,6 +57,11 @@ struct LoadOptions {
 // versions this build cannot read, files that crash LibTorch's loader.
 std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device,
                                            const LoadOptions& options = {});
+
+// Copies the weights of a model file (checkpoint or export, as load_model reads them) into
+// `target`, a freshly made network of `arch` (fine-tuning starts from them). The file's network
+// must be `arch` exactly: anything else is a UsageError naming both.
+void copy_weights(const std::string& path, const ArchSpec& arch, torch::nn::Module& target);
 
 // "fp32" -> kFloat, "bf16" -> kBFloat16; UsageError otherwise.
 c10::ScalarType parse_precision(const std::string& name);

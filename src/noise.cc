@@ -9,6 +9,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "camera_noise.h"
 #include "error.h"
 
 namespace bottleneck {
@@ -20,7 +21,7 @@ constexpr double kMaxSigma255 = 1000;
 
 constexpr const char* kAllForms =
     "none, gaussian:SIGMA, poisson:PHOTONS, poisson-gaussian:PHOTONS/SIGMA, saltpepper:FRACTION "
-    "or speckle:SIGMA (each number may be a range LO-HI)";
+    "speckle:SIGMA or camera[:SHOT[/JPEG]] (each number may be a range LO-HI)";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -144,6 +145,23 @@ NoiseSpec parse_noise(const std::string& text) {
         "n ~ N(0, SIGMA^2))";
     spec.kind = NoiseKind::kSpeckle;
     if (!has_args || !parse_range(args, &spec.a)) fail(text, form);
+  } else if (kind == "camera") {
+    const std::string form =
+        "expected camera, or camera:SHOT or camera:SHOT/JPEG (SHOT: shot-noise gain or range "
+        "LO-HI, 0 to 1, drawn log-uniformly; JPEG: fraction of images JPEG-compressed, 0 to 1)";
+    spec.kind = NoiseKind::kCamera;
+    const CameraNoiseParams defaults;
+    spec.a = {defaults.shot_lo, defaults.shot_hi};
+    spec.b = {defaults.jpeg_probability, defaults.jpeg_probability};
+    if (has_args) {
+      const size_t slash = args.find('/');
+      if (!parse_range(args.substr(0, slash), &spec.a) || !in_bounds(spec.a, 0, false, 1) ||
+          (spec.a.lo == 0 && spec.a.hi > 0))
+        fail(text, form + (spec.a.lo == 0 && spec.a.hi > 0 ? "; a log-uniform range cannot start at 0" : ""));
+      if (slash != std::string_view::npos &&
+          (!parse_range(args.substr(slash + 1), &spec.b) || spec.b.lo != spec.b.hi || !in_bounds(spec.b, 0, false, 1)))
+        fail(text, form);
+    }
   } else {
     fail(text, "unknown kind \"" + kind + "\"; expected " + kAllForms);
   }
@@ -176,6 +194,8 @@ std::string to_string(const NoiseSpec& spec) {
       return "saltpepper:" + format_range(spec.a);
     case NoiseKind::kSpeckle:
       return "speckle:" + format_range(spec.a);
+    case NoiseKind::kCamera:
+      return "camera:" + format_range(spec.a) + "/" + format_range(spec.b);
   }
   throw Error("unknown noise kind");
 }
@@ -228,6 +248,14 @@ at::Tensor add_noise(const at::Tensor& clean, const NoiseSpec& spec, uint64_t se
     case NoiseKind::kSpeckle:
       y = x + x * a * at::empty_like(x).normal_(0, 1, gen);
       break;
+    case NoiseKind::kCamera: {
+      if (x.size(1) != 1 && x.size(1) != 3) throw UsageError("camera noise needs 1- or 3-channel images");
+      const CameraNoiseParams params{spec.a.lo, spec.a.hi, spec.b.lo};
+      std::vector<at::Tensor> images;
+      for (int64_t i = 0; i < n; ++i) images.push_back(add_camera_noise(x[i], params, gen));
+      y = at::stack(images).to(dtype);
+      break;
+    }
   }
   if (clean.dim() == 3) y = y.squeeze(0);
   return y.to(clean.device(), clean.scalar_type());

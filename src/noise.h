@@ -17,9 +17,14 @@ namespace bottleneck {
 //   poisson-gaussian:P/S         shot noise with P photons at white plus read noise sigma S (0-255)
 //   saltpepper:F                 fraction F of pixels set to 0 or 1 (half each)
 //   speckle:S                    multiplicative: y = x + x n, n ~ N(0, S^2), S unitless
+//   camera | camera:SHOT[/JPEG]  a camera's raw noise carried through its processing to 8-bit
+//                                sRGB (camera_noise.h): SHOT is the range of shot-noise gains,
+//                                drawn log-uniformly (default 0.0001-0.012), JPEG the fraction of
+//                                images also JPEG-compressed (default 0.5)
 //
-// Following the standard denoising protocol, the result is not clipped nor quantised.
-enum class NoiseKind { kNone, kGaussian, kPoisson, kPoissonGaussian, kSaltPepper, kSpeckle };
+// Following the standard denoising protocol, the result is not clipped nor quantised, except
+// camera noise, which models the 8-bit files cameras write.
+enum class NoiseKind { kNone, kGaussian, kPoisson, kPoissonGaussian, kSaltPepper, kSpeckle, kCamera };
 
 struct Range {
   double lo = 0;
@@ -29,7 +34,7 @@ struct Range {
 struct NoiseSpec {
   NoiseKind kind = NoiseKind::kNone;
   Range a;  // sigma (gaussian), photons (poisson, poisson-gaussian), fraction, speckle sigma
-  Range b;  // read-noise sigma of poisson-gaussian; unused otherwise
+  Range b;  // read-noise sigma of poisson-gaussian; JPEG fraction of camera; unused otherwise
 };
 
 // Parses the syntax above; throws UsageError quoting the text and the expected form.

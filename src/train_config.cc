@@ -16,6 +16,7 @@ void validate(const TrainOptions& o) {
     fail("a denoiser needs as many output channels as input channels");
   if (o.pairs_dir.empty()) parse_noise(o.noise);
   if (!o.val_noise.empty()) parse_noise(o.val_noise);
+  if (!o.val_pairs_dir.empty() && o.val_dir.empty()) fail("--val-pairs needs --val (the clean images of the pairs)");
   if (o.patch < 8) fail("--patch must be >= 8, got " + std::to_string(o.patch));
   if (o.patch % o.arch.size_multiple() != 0)
     fail("--patch " + std::to_string(o.patch) + " must be a multiple of " +
@@ -47,6 +48,8 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("data", o.data_dir);
   v("pairs", o.pairs_dir);
   v("val", o.val_dir);
+  v("val_pairs", o.val_pairs_dir);
+  v("init", o.init);
   v("out", o.out_dir);
   v("noise", o.noise);
   v("val_noise", o.val_noise);

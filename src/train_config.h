@@ -15,6 +15,10 @@ struct TrainOptions {
   std::string pairs_dir;         // real noisy partners of data_dir, matched by relative path;
                                  // empty = synthetic noise from `noise`
   std::string val_dir;           // full validation images; empty = no validation
+  std::string val_pairs_dir;     // real noisy partners of val_dir, matched by relative path
+                                 // (judge checkpoints on real noise); empty = val_noise
+  std::string init;              // model file (checkpoint or export of the same network) whose
+                                 // weights start the run (fine-tuning); empty = random init
   std::string out_dir;           // run directory (config, metrics, curves, samples, checkpoints)
   ArchSpec arch;                 // network; its channels are the images' channels (1 or 3)
   std::string noise = "gaussian:25";  // training noise (noise.h syntax); ranges = blind training

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "image_io.h"
 #include "metrics.h"
+#include "model_file.h"
 #include "models.h"
 #include "noise.h"
 #include "plot.h"
@@ -213,7 +214,8 @@ void refuse_run_dir_inside_inputs(const TrainOptions& o) {
     return r.filename().empty() ? r.parent_path() : r;  // "dir/" -> "dir"
   };
   const fs::path run = resolved(o.out_dir);
-  const std::pair<const char*, std::string> inputs[] = {{"--data", o.data_dir}, {"--pairs", o.pairs_dir}, {"--val", o.val_dir}};
+  const std::pair<const char*, std::string> inputs[] = {
+      {"--data", o.data_dir}, {"--pairs", o.pairs_dir}, {"--val", o.val_dir}, {"--val-pairs", o.val_pairs_dir}};
   for (const auto& [flag, dir] : inputs) {
     if (dir.empty()) continue;
     const fs::path input = resolved(dir);
@@ -266,8 +268,11 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   }
   std::vector<ValidationImage> val_images;
   if (!options.val_dir.empty()) {
-    val_images = load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log, options.max_pixels,
-                                     &skipped_validation);
+    val_images = options.val_pairs_dir.empty()
+                     ? load_validation_set(options.val_dir, channels, val_noise, kValidationNoiseSeed, log,
+                                           options.max_pixels, &skipped_validation)
+                     : load_validation_pairs(options.val_dir, options.val_pairs_dir, channels, log,
+                                             options.max_pixels, &skipped_validation);
     if (options.val_max_images > 0 && static_cast<int>(val_images.size()) > options.val_max_images)
       val_images.resize(options.val_max_images);
   }
@@ -275,6 +280,10 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
 
   torch::manual_seed(options.seed);
   Autoencoder model = make_model(options.arch);
+  if (!control.resume && !options.init.empty()) {
+    copy_weights(options.init, options.arch, *model);
+    log.info("starting from the weights of ", options.init);
+  }
   model->to(runtime.device);
   model->set_compute_dtype(options.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
   const bool channels_last = runtime.device.is_cpu();  // see use_channels_last

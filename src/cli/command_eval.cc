@@ -17,6 +17,8 @@ void add_eval_options(cxxopts::Options& o) {
        cxxopts::value<std::string>())
       ("clean", "folder of clean images (recursive) or one image (required)", cxxopts::value<std::string>())
       ("noise", "comma-separated noise specs, one row each (default gaussian:25)", cxxopts::value<std::string>())
+      ("pairs", "real noisy images: a folder matched to --clean by relative path (or one image); "
+                "evaluates on them instead of --noise", cxxopts::value<std::string>())
       ("json", "also write every number (per level and per image) to this JSON file", cxxopts::value<std::string>())
       ("no-nlm", "do not run OpenCV's non-local means baseline")
       ("max-images", "evaluate the first N images only (default all)", cxxopts::value<int>())
@@ -34,6 +36,8 @@ int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
   o.model = get_or<std::string>(r, "model", o.model);
   o.clean = r["clean"].as<std::string>();
   o.noise = get_or<std::string>(r, "noise", o.noise);
+  o.pairs = get_or<std::string>(r, "pairs", o.pairs);
+  if (!o.pairs.empty() && r.count("noise")) throw UsageError("--pairs and --noise exclude each other (real pairs carry their own noise)");
   o.seed = ctx.runtime.seed;
   o.nlm = r.count("no-nlm") == 0;
   o.max_images = get_or<int>(r, "max-images", o.max_images);

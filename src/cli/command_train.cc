@@ -29,7 +29,11 @@ void add_train_options(cxxopts::Options& o) {
       ("data", "folder of clean training images (recursive)", cxxopts::value<std::string>())
       ("pairs", "folder of real noisy versions of --data, matched by relative path", cxxopts::value<std::string>())
       ("val", "folder of validation images (full images)", cxxopts::value<std::string>())
-      ("noise", "training noise, e.g. gaussian:25, gaussian:0-55, poisson:30 (default gaussian:25)", cxxopts::value<std::string>())
+      ("val-pairs", "folder of real noisy versions of --val, matched by relative path: validation "
+                    "(and the best checkpoint) on real noise instead of --val-noise", cxxopts::value<std::string>())
+      ("init", "start from the weights of this model file (checkpoint or export of the same network)",
+       cxxopts::value<std::string>())
+      ("noise", "training noise, e.g. gaussian:25, gaussian:0-55, poisson:30, camera (default gaussian:25)", cxxopts::value<std::string>())
       ("val-noise", "validation noise (default: --noise)", cxxopts::value<std::string>())
       ("patch", "patch side in pixels (default 64)", cxxopts::value<int>())
       ("batch", "patches per step (default 16)", cxxopts::value<int>())
@@ -79,6 +83,8 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("data", t.data_dir);
   set("pairs", t.pairs_dir);
   set("val", t.val_dir);
+  set("val-pairs", t.val_pairs_dir);
+  set("init", t.init);
   set("out", t.out_dir);
   set("noise", t.noise);
   set("val-noise", t.val_noise);
