@@ -13,6 +13,7 @@
 
 #include "dataset.h"
 #include "error.h"
+#include "layout_probe.h"
 #include "evaluator.h"
 #include "metrics.h"
 #include "model_file.h"
@@ -98,41 +99,6 @@ double matmul_gflops(double min_seconds, int threads) {
   return 2.0 * n * n * n * static_cast<double>(calls) / elapsed / 1e9;
 }
 
-// Training steps as the trainer takes them (forward, MSE, backward, Adam) on one fixed batch,
-// so the data pipeline plays no part.
-double train_patches_per_second(const ArchSpec& arch, c10::ScalarType dtype, int batch, int patch,
-                                double min_seconds, bool channels_last) {
-  torch::manual_seed(0);
-  Autoencoder model = make_model(arch);
-  model->set_compute_dtype(dtype);
-  if (channels_last) use_channels_last(*model);
-  model->train();
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3));
-  torch::Tensor clean = torch::rand({batch, arch.in_channels, patch, patch});
-  torch::Tensor noisy = clean + 0.1 * torch::randn_like(clean);
-  if (channels_last) {
-    clean = to_channels_last(clean);
-    noisy = to_channels_last(noisy);
-  }
-  auto step = [&] {
-    torch::Tensor loss = torch::mse_loss(model->forward(noisy), clean);
-    optimizer.zero_grad();
-    loss.backward();
-    optimizer.step();
-  };
-  // Warm-up: the first steps allocate the gradient and optimiser buffers and grow the caches
-  // (measured 20% slower than the steady state).
-  for (int i = 0; i < 3; ++i) step();
-  int64_t steps = 0;
-  const auto start = Clock::now();
-  double elapsed = 0;
-  while (elapsed < min_seconds || steps < 3) {
-    step();
-    ++steps;
-    elapsed = seconds_since(start);
-  }
-  return static_cast<double>(steps * batch) / elapsed;
-}
 
 // The loader over the images already decoded for the other measurements (the same files the
 // options select), so it times patch making, not decoding them again.
@@ -164,28 +130,6 @@ std::string cell(double v, int digits) { return std::isfinite(v) && v != 0 ? fix
 
 }  // namespace
 
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-bool cpu_has_native_bf16() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
-    std::istringstream words(line);
-    std::string w;
-    while (words >> w)
-      if (w == "avx512_bf16" || w == "amx_bf16") return true;
-    return false;
-  }
-  return false;
-}
-
 BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log) {
   if (options.images.empty()) throw UsageError("an image file or folder is required");
   if (options.min_seconds < 0) throw UsageError("--seconds must be >= 0");
@@ -199,7 +143,7 @@ BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log
 
   BenchmarkResult r;
   r.threads = torch::get_num_threads();
-  r.cpu = cpu_model_name();
+  r.cpu = cpu_description();
   r.cpu_has_bf16 = cpu_has_native_bf16();
 
   std::vector<Sample> samples;
@@ -307,9 +251,9 @@ BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log
     r.train_batch = options.train_batch;
     r.train_patch = options.train_patch;
     r.train_patches_per_second_nchw =
-        train_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds, false);
+        training_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds, false);
     r.train_patches_per_second =
-        train_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds, true);
+        training_patches_per_second(arch, dtype, options.train_batch, options.train_patch, options.min_seconds, true);
     std::vector<torch::Tensor> clean;
     for (const Sample& s : samples) clean.push_back(s.clean);
     r.loader_patches_per_second =
@@ -330,7 +274,8 @@ std::string benchmark_table(const BenchmarkResult& r) {
   const double model_gflops = gflops(model_flops, r.model);
   s << "model " << r.model_path << " (" << fixed(r.model_macs_per_pixel / 1e3, 1) << " k MAC/pixel), "
     << r.images << " image(s) in " << (r.channels == 3 ? "colour" : "gray") << " with Gaussian noise ("
-    << fixed(r.noisy_psnr, 2) << " dB noisy), " << r.threads << " thread(s), " << r.cpu << "\n\n"
+    << fixed(r.noisy_psnr, 2) << " dB noisy), " << r.threads << " thread(s)\n"
+    << "CPU: " << r.cpu << "\n\n"
     << "| method | s/MP | PSNR (dB) | GFLOP/s | model speed-up |\n|---|--:|--:|--:|--:|\n";
   auto row = [&](const std::string& name, const Timing& t, double flops_per_pixel) {
     if (t.seconds <= 0) return;
@@ -352,7 +297,8 @@ std::string benchmark_table(const BenchmarkResult& r) {
   if (r.train_patches_per_second > 0)
     s << "training (batches of " << r.train_batch << " x " << r.train_patch << "^2 patches): " << fixed(r.train_patches_per_second, 2)
       << " patches/s compute only, channels-last (" << fixed(r.train_patches_per_second_nchw, 2)
-      << " in NCHW); the loader alone makes " << fixed(r.loader_patches_per_second, 1)
+      << " in NCHW: " << (r.train_patches_per_second > r.train_patches_per_second_nchw ? "channels-last" : "NCHW")
+      << " is faster here, which `train --layout auto` measures and picks); the loader alone makes " << fixed(r.loader_patches_per_second, 1)
       << " patches/s on one thread\n";
   s << "bf16: " << (r.cpu_has_bf16 ? "native on this CPU" : "not native on this CPU (no AVX512-BF16/AMX): emulated, slower than fp32") << "\n";
   return s.str();

@@ -7,6 +7,7 @@
 
 #include "image_io.h"
 #include "log.h"
+#include "runtime.h"
 #include "tiler.h"
 
 namespace bottleneck {
@@ -84,9 +85,5 @@ std::string benchmark_table(const BenchmarkResult& result);
 // Every number, for scripts (NaN written as null).
 std::string benchmark_json(const BenchmarkResult& result);
 
-// CPU model name and whether it computes bf16 natively (Linux: /proc/cpuinfo; elsewhere
-// unknown and false).
-std::string cpu_model_name();
-bool cpu_has_native_bf16();
 
 }  // namespace bottleneck

@@ -98,11 +98,11 @@ double nlm_h(double sigma, int channels) {
   return f * sigma;
 }
 
-torch::Tensor nlm_denoise(const torch::Tensor& noisy, double sigma) {
+torch::Tensor nlm_denoise(const torch::Tensor& noisy, double sigma, double h_given) {
   const int channels = static_cast<int>(noisy.size(0));
   const cv::Mat src = tensor_to_mat(noisy.clamp(0, 1), CV_8U);
   cv::Mat dst;
-  const float h = static_cast<float>(nlm_h(sigma, channels));
+  const float h = static_cast<float>(h_given > 0 ? h_given : nlm_h(sigma, channels));
   // Template 7 x 7 and search 21 x 21 are OpenCV's defaults (Buades et al.'s recommendation).
   if (channels == 3)
     cv::fastNlMeansDenoisingColored(src, dst, h, h, 7, 21);
@@ -114,6 +114,7 @@ torch::Tensor nlm_denoise(const torch::Tensor& noisy, double sigma) {
 EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   if (options.clean.empty()) throw UsageError("--clean DIR is required");
   if (options.max_images < 0) throw UsageError("--max-images must be >= 0");
+  if (!(options.nlm_h >= 0 && options.nlm_h <= 1000)) throw UsageError("--nlm-h must be in [0, 1000] (0 = from the noise level)");
   const bool real_pairs = !options.pairs.empty();
   // Real pairs are one table row; the noise spec list is not used then.
   const std::vector<NoiseSpec> specs = real_pairs ? std::vector<NoiseSpec>{NoiseSpec{}} : parse_noise_list(options.noise);
@@ -149,8 +150,9 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
       LevelResult level;
       level.noise = real_pairs ? "real (" + options.pairs + ")" : to_string(spec);
       level.nlm_note = !options.nlm ? "NLM not run (--no-nlm)"
+                       : options.nlm_h > 0 ? "NLM h = " + fixed(options.nlm_h, 2) + " for every image (given)"
                        : real_pairs ? std::string("NLM ") + (channels == 3 ? "h = hColor" : "h") +
-                                          " set per image from Immerkaer's noise estimate of the noisy image"
+                                          " set per image from a noise estimate of the noisy image (flattest 16x16 blocks)"
                                     : nlm_note(spec, channels);
       result.levels.push_back(level);
     }
@@ -220,7 +222,7 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
       if (sigma) {
         score.nlm_sigma = *sigma;
         const auto start = Clock::now();
-        const torch::Tensor nlm = nlm_denoise(noisy, *sigma);
+        const torch::Tensor nlm = nlm_denoise(noisy, *sigma, options.nlm_h);
         nlm_seconds[k] += seconds_since(start);
         score.nlm_psnr = psnr(nlm, clean);
         score.nlm_ssim = ssim(nlm, clean);

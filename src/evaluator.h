@@ -30,6 +30,8 @@ struct EvalOptions {
                                       // NLM's h then comes from a noise estimate of each image
   uint64_t seed = 0;                  // base seed of the noise
   bool nlm = true;                    // also run OpenCV's fastNlMeansDenoising(Colored)
+  double nlm_h = 0;                   // > 0: NLM's h (and hColor) for every image, 0-255 scale,
+                                      // e.g. to tune it on a set; 0 = from each image's sigma
   int max_images = 0;                 // evaluate the first N images only; 0 = all
   TileOptions tiling;                 // how the model runs (tile, batch, device)
   std::string precision = "fp32";     // "fp32" or "bf16" (load_model's dtype)
@@ -90,7 +92,8 @@ std::string eval_json(const EvalResult& result);
 double nlm_h(double sigma, int channels);
 
 // OpenCV's non-local means as the classic tool is used: on the clipped noisy image (C x H x W
-// float, 1 or 3 channels) rounded to 8 bits, h from nlm_h(sigma); returns the float result.
-at::Tensor nlm_denoise(const at::Tensor& noisy, double sigma);
+// float, 1 or 3 channels) rounded to 8 bits, h from nlm_h(sigma) or, if h > 0, h itself;
+// returns the float result.
+at::Tensor nlm_denoise(const at::Tensor& noisy, double sigma, double h = 0);
 
 }  // namespace bottleneck

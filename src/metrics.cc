@@ -99,14 +99,19 @@ double ssim(const at::Tensor& a, const at::Tensor& b, double data_range) {
 }
 
 double estimate_noise_sigma(const at::Tensor& image) {
-  if (image.dim() != 3 || image.size(1) < 3 || image.size(2) < 3)
-    throw Error(ErrorKind::kInvalidData, "", "noise estimation needs a C x H x W image of at least 3 x 3 pixels");
-  const at::Tensor x = image.to(at::kCPU, at::kDouble).unsqueeze(1);  // C x 1 x H x W
-  const at::Tensor mask = torch::tensor({1.0, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 1.0}, torch::kDouble).view({1, 1, 3, 3});
-  const at::Tensor response = torch::conv2d(x, mask).abs();
-  const double h = static_cast<double>(image.size(1)), w = static_cast<double>(image.size(2));
-  const double per_channel = std::sqrt(M_PI / 2) / (6 * (w - 2) * (h - 2));
-  return (response.sum({1, 2, 3}) * per_channel).mean().item<double>();
+  constexpr int64_t kBlock = 16;
+  if (image.dim() != 3 || image.size(1) < kBlock || image.size(2) < kBlock)
+    throw Error(ErrorKind::kInvalidData, "", "noise estimation needs a C x H x W image of at least 16 x 16 pixels");
+  const int64_t c = image.size(0), h = image.size(1) / kBlock, w = image.size(2) / kBlock;
+  const at::Tensor x = image.to(at::kCPU, at::kDouble)
+                           .narrow(1, 0, h * kBlock)
+                           .narrow(2, 0, w * kBlock)
+                           .reshape({c, h, kBlock, w, kBlock})
+                           .permute({0, 1, 3, 2, 4})
+                           .reshape({c, h * w, kBlock * kBlock});
+  const at::Tensor variances = x.var(2, /*unbiased=*/true);  // C x blocks
+  const at::Tensor low = std::get<0>(variances.sort(1)).select(1, static_cast<int64_t>(0.05 * static_cast<double>(h * w - 1)));
+  return low.sqrt().mean().item<double>();
 }
 
 }  // namespace bottleneck

@@ -16,12 +16,14 @@ double psnr(const at::Tensor& a, const at::Tensor& b, double peak = 1.0);
 // uses the window's central taps that fit (skimage refuses such images).
 double ssim(const at::Tensor& a, const at::Tensor& b, double data_range = 1.0);
 
-// Standard deviation of additive noise in one noisy image (C x H x W in [0,1]; at least 3 x 3),
-// estimated without the clean image by Immerkaer's method ("Fast noise variance estimation",
-// CVIU 1996): the image convolved with the difference of two Laplacians, which cancels smooth
-// content, sigma = sqrt(pi / 2) / (6 (W - 2) (H - 2)) * sum |I * M|; mean over channels. On the
-// 0-1 scale. Spatially correlated noise (demosaiced camera noise) has less energy at the high
-// frequencies the mask sees, so it reads lower than its true standard deviation.
+// Standard deviation of the noise in one noisy image (C x H x W in [0,1], at least 16 x 16),
+// estimated without the clean image from its flattest blocks (the block-variance method of Lee
+// and Hoppel, 1989): the variances of the 16 x 16 blocks (each block's mean removed), their 5th
+// percentile per channel, square root, mean over channels; 0-1 scale. Measured against the true
+// RMS: white Gaussian noise on Kodak24 at sigma 5 / 15 / 25 / 50 reads 1.27 / 1.02 / 0.99 / 0.96
+// of it (texture adds to the flattest blocks at low noise); real camera noise (realnoise-cc15)
+// reads 0.65 of it, as its flattest blocks are dark ones and dark pixels are less noisy.
+// (Immerkaer's Laplacian estimator reads 0.22 there: demosaiced noise is spatially correlated.)
 double estimate_noise_sigma(const at::Tensor& image);
 
 }  // namespace bottleneck

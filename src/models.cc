@@ -1,11 +1,13 @@
 #include "models.h"
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "error.h"
+#include "runtime.h"
 
 // Layer names and order are a contract with the exporter and the checkpoints (the exporter
 // regenerates forward() from the spec and copies parameters by these names):
@@ -321,6 +323,12 @@ torch::Tensor pad_end(const torch::Tensor& x, int dim, int64_t amount) {
 void AutoencoderImpl::set_compute_dtype(c10::ScalarType dtype) {
   if (dtype != torch::kFloat && dtype != torch::kBFloat16)
     throw Error("compute dtype must be float32 or bfloat16");
+  if (dtype == torch::kBFloat16 && !bf16_convolution_available()) {
+    const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+    throw Error(ErrorKind::kUnsupported, "",
+                std::string("bf16 compute is not available here: LibTorch cannot run bfloat16 convolutions") +
+                    (cap ? std::string(" with ONEDNN_MAX_CPU_ISA=") + cap : std::string()) + "; use --precision fp32");
+  }
   compute_dtype_ = dtype;
 }
 

@@ -47,9 +47,10 @@ Autoencoder make_model(const ArchSpec& spec);
 int64_t parameter_count(const torch::nn::Module& module);
 
 // Puts every 4-D parameter of `module` in channels-last (NHWC) memory, in place; values are
-// unchanged. Training on the CPU runs so, with its batches likewise (to_channels_last): oneDNN's
-// convolution kernels then skip the layout reorders around every layer, forward and backward
-// (bench row 5: about 1.15x the patches/s of the default NCHW layout on this VM's CPU).
+// unchanged. Training on the CPU can run so, with its batches likewise (to_channels_last):
+// oneDNN's convolution kernels then skip the layout reorders around every layer. Whether that
+// pays depends on the CPU (1.11x on an AVX-512 Xeon, 0.77x on an AVX2 EPYC), so the trainer
+// measures it (layout_probe.h).
 void use_channels_last(torch::nn::Module& module);
 torch::Tensor to_channels_last(const torch::Tensor& x);
 

@@ -2,9 +2,14 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -36,6 +41,71 @@ c10::Device resolve_device(const std::string& name) {
     return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   throw UsageError("--device " + name + ": expected auto, cpu, cuda or cuda:N");
+}
+
+bool bf16_convolution_available() {
+  static const bool available = [] {
+    try {
+      const auto options = torch::TensorOptions().dtype(torch::kBFloat16);
+      torch::NoGradGuard no_grad;
+      torch::conv2d(torch::ones({1, 8, 6, 6}, options), torch::ones({8, 8, 3, 3}, options));
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  return available;
+}
+
+namespace {
+
+// The "flags" line of /proc/cpuinfo as words (empty elsewhere).
+std::vector<std::string> cpu_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    std::vector<std::string> flags;
+    std::string w;
+    while (words >> w) flags.push_back(w);
+    return flags;
+  }
+  return {};
+}
+
+bool has_flag(const std::vector<std::string>& flags, const char* name) {
+  return std::find(flags.begin(), flags.end(), name) != flags.end();
+}
+
+}  // namespace
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+bool cpu_has_native_bf16() {
+  const std::vector<std::string> flags = cpu_flags();
+  return has_flag(flags, "avx512_bf16") || has_flag(flags, "amx_bf16");
+}
+
+std::string cpu_description() {
+  const std::vector<std::string> flags = cpu_flags();
+  std::string isa;
+  const std::pair<const char*, const char*> names[] = {{"avx2", "AVX2"}, {"fma", "FMA"}, {"avx512f", "AVX-512"},
+                                                       {"avx512_bf16", "AVX512-BF16"}, {"amx_bf16", "AMX"}};
+  for (const auto& [flag, name] : names)
+    if (has_flag(flags, flag)) isa += (isa.empty() ? "" : " ") + std::string(name);
+  std::string text = cpu_model_name() + "; " + (isa.empty() ? "no AVX2" : isa);
+  if (const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA")) text += "; ONEDNN_MAX_CPU_ISA=" + std::string(cap);
+  using CoreName = char* (*)();
+  auto fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  text += "; OpenBLAS core " + std::string(fn && fn() ? fn() : "none (not the BLAS here)");
+  return text;
 }
 
 int hardware_threads() {

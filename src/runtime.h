@@ -50,6 +50,22 @@ std::string openblas_core_for_this_cpu(const std::string& detected_core);
 // the BLAS here, or the user already chose OPENBLAS_CORETYPE.
 std::string openblas_core_to_request();
 
+// Whether LibTorch can run a bfloat16 convolution on this CPU in this process. It cannot when
+// ONEDNN_MAX_CPU_ISA caps oneDNN below the CPU's AVX-512: LibTorch then still routes bf16
+// convolutions to oneDNN (it checks the CPU, not the cap), which refuses them ("could not create
+// a primitive descriptor"). Probed once with a tiny convolution; the answer cannot change within
+// a process.
+bool bf16_convolution_available();
+
+// The CPU model name (Linux: /proc/cpuinfo; "unknown" elsewhere).
+std::string cpu_model_name();
+// Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16).
+bool cpu_has_native_bf16();
+// One line that says which machine a measurement is for: model, the instruction sets that
+// decide LibTorch's and OpenBLAS's kernels, ONEDNN_MAX_CPU_ISA if set, and the OpenBLAS core,
+// e.g. "Intel(R) Xeon(R) Processor; AVX2 FMA AVX-512 AVX512-BF16 AMX; OpenBLAS core SkylakeX".
+std::string cpu_description();
+
 // Number of hardware threads, at least 1.
 int hardware_threads();
 

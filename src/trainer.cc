@@ -17,6 +17,7 @@
 #include "dataset.h"
 #include "error.h"
 #include "image_io.h"
+#include "layout_probe.h"
 #include "metrics.h"
 #include "model_file.h"
 #include "models.h"
@@ -278,6 +279,17 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
   }
   const Validator validator(std::move(val_images), runtime.device, options.samples, run_dir + "/samples");
 
+  // Before the run seeds torch: the probe's own networks draw from the global generator.
+  const c10::ScalarType dtype = options.precision == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  const TrainingLayout layout = choose_training_layout(control.layout, runtime.device.is_cpu(), options.arch, dtype,
+                                                       options.batch, options.patch, runtime.threads,
+                                                       run_dir + "/layout.json");
+  if (layout.nchw_patches_per_s > 0)
+    log.info("layout: ", layout.channels_last ? "channels-last" : "NCHW", " (", layout.how, ": NCHW ",
+             fixed(layout.nchw_patches_per_s, 1), ", channels-last ", fixed(layout.channels_last_patches_per_s, 1),
+             " patches/s)");
+  const bool channels_last = layout.channels_last;
+
   torch::manual_seed(options.seed);
   Autoencoder model = make_model(options.arch);
   if (!control.resume && !options.init.empty()) {
@@ -285,8 +297,7 @@ TrainResult train(const TrainOptions& requested, const TrainControl& control, co
     log.info("starting from the weights of ", options.init);
   }
   model->to(runtime.device);
-  model->set_compute_dtype(options.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
-  const bool channels_last = runtime.device.is_cpu();  // see use_channels_last
+  model->set_compute_dtype(dtype);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
 
   MetricsLog metrics(run_dir + "/metrics.csv");

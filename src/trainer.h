@@ -20,6 +20,9 @@ struct TrainControl {
   int64_t stop_after = 0;                  // stop after this many steps of this invocation; 0 = no limit
   double time_limit_s = 0;                 // stop after this many seconds of training; 0 = no limit
   bool progress_tty = false;               // redraw the progress line in place
+  std::string layout = "auto";             // CPU memory layout: "auto" (the faster here, measured
+                                           // once per machine and kept in RUN_DIR/layout.json),
+                                           // "nchw" or "channels-last"
 };
 
 struct TrainResult {

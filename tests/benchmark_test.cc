@@ -10,6 +10,7 @@
 #include "benchmark.h"
 #include "checkpoint.h"
 #include "models.h"
+#include "runtime.h"
 #include "test_util.h"
 
 using namespace bottleneck;
@@ -91,6 +92,13 @@ TEST(Benchmark, CpuFlagsMatchProcCpuinfo) {
   const bool has = text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
   EXPECT_EQ(cpu_has_native_bf16(), has);
   EXPECT_NE(cpu_model_name(), "");
+  // The description names the ISA the kernels depend on, as cpuinfo says.
+  const std::string d = cpu_description();
+  EXPECT_EQ(d.find(" AVX2") != std::string::npos || d.find("; AVX2") != std::string::npos,
+            text.find(" avx2") != std::string::npos) << d;
+  EXPECT_EQ(d.find("AVX-512") != std::string::npos, text.find(" avx512f") != std::string::npos) << d;
+  EXPECT_EQ(d.find("AMX") != std::string::npos, text.find(" amx_bf16") != std::string::npos) << d;
+  EXPECT_NE(d.find("OpenBLAS core "), std::string::npos) << d;
 }
 
 TEST(Benchmark, CliWritesJsonAndRejectsBadUsage) {

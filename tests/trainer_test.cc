@@ -12,6 +12,7 @@
 #include <regex>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "atomic_file.h"
@@ -101,12 +102,19 @@ TEST(Train, StoppedAndResumedRunEqualsUninterruptedRunBitExactly) {
                              "--iters 24 --checkpoint-every 5 --log-every 4 ";
   auto full = run_cli(common + "--out " + dir / "full");
   ASSERT_EQ(full.exit_code, 0) << full.output;
+  // The memory layout is measured per run (two runs on a busy machine may pick differently, and
+  // the layouts round differently); the split run takes the full run's measurement, as a resumed
+  // run takes its own.
+  ASSERT_TRUE(fs::exists(dir / "full/layout.json")) << full.output;
+  fs::create_directories(dir / "split");
+  fs::copy_file(dir / "full/layout.json", dir / "split/layout.json");
   auto first = run_cli(common + "--out " + dir / "split --stop-after 13");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   EXPECT_NE(first.output.find("--resume " + dir / "split"), std::string::npos) << first.output;
   EXPECT_EQ(read_checkpoint_info(dir / "split/last.ckpt").iteration, 13);
   auto second = run_cli("train --resume " + dir / "split --threads 1");
   ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("measured earlier"), std::string::npos) << second.output;
   EXPECT_EQ(read_checkpoint_info(dir / "split/last.ckpt").iteration, 24);
   EXPECT_EQ(max_weight_difference(dir / "full/last.ckpt", dir / "split/last.ckpt"), 0.0);
   // The resumed run's metrics continue the first: same rows as the uninterrupted run.
@@ -117,6 +125,35 @@ TEST(Train, StoppedAndResumedRunEqualsUninterruptedRunBitExactly) {
     return out;
   };
   EXPECT_EQ(strip_timing(read_file(dir / "split/metrics.csv")), strip_timing(read_file(dir / "full/metrics.csv")));
+}
+
+TEST(Train, LayoutIsMeasuredOnceAndCanBeForced) {
+  TempDir dir;
+  make_data(dir);
+  const std::string common = "train --data " + dir / "train" + " " + kSmallNet + "--iters 2 ";
+  auto measured = run_cli(common + "--out " + dir / "a");
+  ASSERT_EQ(measured.exit_code, 0) << measured.output;
+  EXPECT_NE(measured.output.find("layout: "), std::string::npos) << measured.output;
+  const auto record = nlohmann::json::parse(read_file(dir / "a/layout.json"));
+  EXPECT_GT(record.at("nchw_patches_per_s").get<double>(), 0);
+  EXPECT_GT(record.at("channels_last_patches_per_s").get<double>(), 0);
+  EXPECT_EQ(record.at("channels_last").get<bool>(),
+            record.at("channels_last_patches_per_s").get<double>() > record.at("nchw_patches_per_s").get<double>());
+  EXPECT_EQ(record.at("key").at("threads").get<int>(), 1);
+  // Forced: no probe, no record.
+  auto forced = run_cli(common + "--layout nchw --out " + dir / "b");
+  ASSERT_EQ(forced.exit_code, 0) << forced.output;
+  EXPECT_FALSE(fs::exists(dir / "b/layout.json"));
+  EXPECT_EQ(run_cli(common + "--layout nhwc --out " + dir / "c").exit_code, 2);
+  // A record for another machine (or thread count) is measured again.
+  auto other = record;
+  other["key"]["cpu"] = "another CPU";
+  fs::create_directories(dir / "d");
+  write_file_atomically(dir / "d/layout.json", other.dump());
+  auto again = run_cli(common + "--out " + dir / "d");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output.find("measured earlier"), std::string::npos) << again.output;
+  EXPECT_NE(nlohmann::json::parse(read_file(dir / "d/layout.json")).at("key").at("cpu"), "another CPU");
 }
 
 // A resumed run that stops before its next validation still reports the last one in full.

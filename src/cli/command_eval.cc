@@ -21,6 +21,8 @@ void add_eval_options(cxxopts::Options& o) {
                 "evaluates on them instead of --noise", cxxopts::value<std::string>())
       ("json", "also write every number (per level and per image) to this JSON file", cxxopts::value<std::string>())
       ("no-nlm", "do not run OpenCV's non-local means baseline")
+      ("nlm-h", "NLM's filter strength h (and hColor), 0-255 scale, for every image "
+                "(default: set from each image's noise level)", cxxopts::value<double>())
       ("max-images", "evaluate the first N images only (default all)", cxxopts::value<int>())
       ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
   o.add_options("Inference")
@@ -40,6 +42,7 @@ int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
   if (!o.pairs.empty() && r.count("noise")) throw UsageError("--pairs and --noise exclude each other (real pairs carry their own noise)");
   o.seed = ctx.runtime.seed;
   o.nlm = r.count("no-nlm") == 0;
+  o.nlm_h = get_or<double>(r, "nlm-h", o.nlm_h);
   o.max_images = get_or<int>(r, "max-images", o.max_images);
   o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
   o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);

@@ -63,6 +63,8 @@ void add_train_options(cxxopts::Options& o) {
       ("samples", "validation images drawn in samples/ (default 3)", cxxopts::value<int>())
       ("val-max-images", "validate on the first N images only (default all)", cxxopts::value<int>())
       ("stop-after", "stop (resumably) after N steps of this invocation", cxxopts::value<int64_t>())
+      ("layout", "CPU memory layout: auto (the faster on this machine, measured once and kept in "
+                 "RUN/layout.json), nchw or channels-last (default auto)", cxxopts::value<std::string>())
       ("time-limit", "stop (resumably) after this many minutes of this invocation", cxxopts::value<double>());
   add_arch_options(o, "unet-m");
 }
@@ -134,6 +136,7 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
 
   control.stop = &stop_requested;
   control.stop_after = get_or<int64_t>(r, "stop-after", 0);
+  control.layout = get_or<std::string>(r, "layout", control.layout);
   control.time_limit_s = 60.0 * get_or<double>(r, "time-limit", 0);
   control.progress_tty = is_terminal(2);
   if (control.stop_after < 0 || control.time_limit_s < 0) throw UsageError("--stop-after and --time-limit must be >= 0");

@@ -10,6 +10,9 @@
 #include <torch/torch.h>
 
 #include "checkpoint.h"
+#include "codec/cdf.h"
+#include "codec/container.h"
+#include "codec/rans.h"
 #include "exporter.h"
 #include "image_io.h"
 #include "models.h"
@@ -33,7 +36,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out = argv[1];
-  for (const char* d : {"image", "model_file", "metadata"}) fs::create_directories(out / d);
+  for (const char* d : {"image", "model_file", "metadata", "codec_container"}) fs::create_directories(out / d);
 
   // Images: each format and layout the decoder meets, kept tiny so mutations stay cheap.
   cv::Mat gray(6, 5, CV_8UC1), colour(5, 7, CV_8UC3), rgba(4, 4, CV_8UC4), gray16(5, 4, CV_16UC1);
@@ -76,9 +79,31 @@ int main(int argc, char** argv) {
   metadata.push_back(std::string(1, '\1') + record);
   metadata.push_back(std::string(1, '\3') + to_json(TrainOptions()));
   for (const char* spec : {"gaussian:25", "gaussian:0-55,poisson:30", "poisson-gaussian:30/5", "saltpepper:0.05",
-                           "speckle:0.2"})
+                           "speckle:0.2", "camera", "camera:0.001-0.01/0.3"})
     metadata.push_back(std::string(1, '\4') + spec);
   for (size_t i = 0; i < metadata.size(); ++i) write(out / "metadata" / ("seed" + std::to_string(i)), metadata[i]);
+
+  // Codec container: the first byte picks the fuzz target's mode (see fuzz_codec_container.cc):
+  // 0 a file, 1 a container written around fuzzed payloads, 2 a round trip of values, 3 a bare
+  // rANS stream, 4 serialised CDF tables.
+  const CdfTable table = make_cdf_table({0.1, 0.8, 0.1}, -1);
+  ContainerHeader header;
+  header.width = 20, header.height = 10, header.channels = 3, header.quality = 2;
+  header.streams = {{2, 2, 3}, {1, 1, 2}};
+  std::vector<std::vector<uint8_t>> payloads;
+  for (const LatentShape& shape : header.streams) {
+    RansEncoder encoder;
+    for (uint32_t i = 0; i < shape.channels * shape.height * shape.width; ++i) encoder.put(static_cast<int32_t>(i % 5) - 2, table);
+    payloads.push_back(encoder.finish());
+  }
+  auto codec_seed = [&](const char* name, char mode, const std::vector<uint8_t>& b) {
+    write(out / "codec_container" / name, std::string(1, mode) + std::string(b.begin(), b.end()));
+  };
+  codec_seed("container", 0, write_container(header, payloads));
+  codec_seed("wrap", 1, std::vector<uint8_t>(64, 7));
+  codec_seed("values", 2, std::vector<uint8_t>(64, 0xff));
+  codec_seed("rans", 3, payloads[0]);
+  codec_seed("tables", 4, serialize_cdf_tables({table, make_cdf_table({1}, 5)}));
   std::cout << "seeds written to " << out.string() << "\n";
   return 0;
 }
