@@ -75,8 +75,11 @@ def cpu_name():
 def evaluate(cli, folder, threads, max_images, sigmas=SIGMAS, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "eval.json")
+        # The Gaussian tables are the gaussian family's: without --model, colour images would go
+        # through the photo model.
+        model = [] if "--model" in extra else ["--model", "gaussian"]
         cmd = [cli, "eval", "--clean", folder, "--noise", ",".join(f"gaussian:{s}" for s in sigmas),
-               "--json", out, "-q", *extra]
+               "--json", out, "-q", *model, *extra]
         if threads:
             cmd += ["--threads", str(threads)]
         if max_images:

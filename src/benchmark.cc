@@ -165,7 +165,8 @@ BenchmarkResult run_benchmark(const BenchmarkOptions& options, const Logger& log
   }
   r.noisy_psnr = noisy_sum / static_cast<double>(samples.size());
 
-  r.model_path = options.model.empty() ? shipped_model(channels) : options.model;
+  const std::string family = shipped_family_of(options.model);
+  r.model_path = options.model.empty() || !family.empty() ? shipped_model(channels, family) : options.model;
   const c10::ScalarType dtype = parse_precision(options.precision);
   std::unique_ptr<InferenceModel> model = load_model(r.model_path, options.tiling.device, load_options(options.precision));
   const ArchSpec arch = model->info().arch;

@@ -128,20 +128,20 @@ bool looks_generated(const fs::path& file, const std::string& suffix) {
   return !suffix.empty() && ends_with(stem, "." + suffix);
 }
 
-// The model each image goes through: the one given, or the shipped denoiser for the image's
-// channels, loaded on first use (a folder of gray photos never loads the colour model).
+// The model each image goes through: the one given, or the shipped denoiser (of the family
+// named, or the default) for the image's channels, loaded on first use (a folder of gray photos never loads the colour model).
 class ModelChooser {
  public:
   ModelChooser(const std::string& path, c10::Device device, LoadOptions options, const Logger& log)
-      : device_(device), options_(options), log_(log) {
-    if (!path.empty()) given_ = load(path);
+      : device_(device), options_(options), log_(log), family_(shipped_family_of(path)) {
+    if (!path.empty() && family_.empty()) given_ = load(path);
   }
   // 0 for the given model, else 1 (gray) or 3 (colour): images with equal keys share a model.
   int key(int image_channels) const { return given_ ? 0 : image_channels == 1 ? 1 : 3; }
   InferenceModel& get(int key) {
     if (given_) return *given_;
     std::unique_ptr<InferenceModel>& slot = key == 1 ? gray_ : colour_;
-    if (!slot) slot = load(shipped_model(key));
+    if (!slot) slot = load(shipped_model(key, family_));
     return *slot;
   }
 
@@ -155,6 +155,7 @@ class ModelChooser {
   c10::Device device_;
   LoadOptions options_;
   const Logger& log_;
+  std::string family_;  // shipped family ("" = the default per channels) when no file is given
   std::unique_ptr<InferenceModel> given_, gray_, colour_;
 };
 
@@ -163,6 +164,8 @@ void validate(const DenoiseOptions& o) {
   if (o.output.empty()) throw UsageError("an output folder is required (--output)");
   if (o.tiling.tile < 0) throw UsageError("--tile must be >= 0 (0 = whole images)");
   if (o.tiling.batch < 1) throw UsageError("--batch must be >= 1");
+  if (!(o.tiling.strength >= 0 && o.tiling.strength <= 2))
+    throw UsageError("--strength must be in [0, 2] (1 = the model's estimate, 0 = unchanged)");
   if (o.prefetch < 1) throw UsageError("prefetch must be >= 1");
   if (o.max_pixels < 1) throw UsageError("--max-pixels must be >= 1");
   if (o.suffix.find_first_of("/\\") != std::string::npos || (!o.suffix.empty() && o.suffix[0] == '.'))

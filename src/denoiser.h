@@ -12,7 +12,8 @@ namespace bottleneck {
 
 // The folder job behind `bottleneck denoise`.
 struct DenoiseOptions {
-  std::string model;            // model file: a checkpoint or an exported TorchScript model;
+  std::string model;            // model file: a checkpoint or an exported TorchScript model, or a
+                                // shipped family ("photo", "gaussian": shipped_models.h);
                                 // "" = the shipped denoiser for each image's channels
   std::string input;            // an image file, or a folder searched recursively; required
   std::string output;           // output folder (created); the input's relative tree is mirrored

@@ -141,7 +141,9 @@ EvalResult evaluate(const EvalOptions& options, const Logger& log) {
   std::unique_ptr<InferenceModel> model;
   int channels = 0;
   auto load_model_for = [&](const ImageData& first) {
-    result.model = !options.model.empty() ? options.model : shipped_model(static_cast<int>(first.pixels.size(0)));
+    const std::string family = shipped_family_of(options.model);
+    result.model = !options.model.empty() && family.empty() ? options.model
+                                                            : shipped_model(static_cast<int>(first.pixels.size(0)), family);
     model = load_model(result.model, options.tiling.device, load_options(options.precision));
     channels = model->channels();
     result.model_arch = to_json(model->info().arch);

@@ -21,7 +21,8 @@ namespace bottleneck {
 // input is scored clipped too. Non-local means needs 8-bit input, so it gets the clipped noisy
 // image rounded to 8 bits (its output is 8-bit as well): the classic tool as people use it.
 struct EvalOptions {
-  std::string model;                  // model file (checkpoint or TorchScript); "" = the shipped
+  std::string model;                  // model file (checkpoint or TorchScript), or a shipped family
+                                      // ("photo", "gaussian": shipped_models.h); "" = the shipped
                                       // denoiser for the first image's channels (gray or colour)
   std::string clean;                  // folder of clean images (recursive) or one image; required
   std::string noise = "gaussian:25";  // comma-separated noise specs, one table row each

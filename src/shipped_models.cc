@@ -8,8 +8,28 @@
 namespace bottleneck {
 namespace fs = std::filesystem;
 
-std::string shipped_model_name(int channels) {
-  return channels == 1 ? "denoise-gray.pt" : "denoise-color.pt";
+bool is_shipped_family(const std::string& name) { return name == "gaussian" || name == "photo"; }
+
+std::string shipped_family_of(const std::string& model_option) {
+  std::error_code ec;
+  return is_shipped_family(model_option) && !fs::exists(model_option, ec) ? model_option : "";
+}
+
+namespace {
+bool shipped_file_exists(const std::string& name) {
+  std::error_code ec;
+  for (const std::string& dir : shipped_model_dirs())
+    if (fs::is_regular_file(fs::path(dir) / name, ec)) return true;
+  return false;
+}
+}  // namespace
+
+std::string shipped_model_name(int channels, const std::string& family) {
+  if (!family.empty() && !is_shipped_family(family))
+    throw UsageError("unknown shipped model \"" + family + "\": expected photo or gaussian");
+  if (channels == 1) return "denoise-gray.pt";
+  if (family == "photo" || (family.empty() && shipped_file_exists("denoise-photo.pt"))) return "denoise-photo.pt";
+  return "denoise-color.pt";
 }
 
 std::vector<std::string> shipped_model_dirs() {
@@ -22,8 +42,8 @@ std::vector<std::string> shipped_model_dirs() {
   return {(dir / "models").string(), (dir.parent_path() / "share" / "bottleneck" / "models").string()};
 }
 
-std::string shipped_model(int channels) {
-  const std::string name = shipped_model_name(channels);
+std::string shipped_model(int channels, const std::string& family) {
+  const std::string name = shipped_model_name(channels, family);
   std::string searched;
   for (const std::string& dir : shipped_model_dirs()) {
     const fs::path candidate = fs::path(dir) / name;

@@ -82,7 +82,10 @@ void run_tiled(InferenceModel& model, const std::vector<TiledImage*>& images, co
       }
       torch::Tensor in = torch::stack(windows).to(options.device, torch::kFloat);
       windows.clear();
-      torch::Tensor out = model.forward(in).to(torch::kCPU, torch::kFloat);
+      torch::Tensor out = model.forward(in);
+      // A residual head's output is input - noise: scaling the change scales the noise removed.
+      if (options.strength != 1) out = in + options.strength * (out - in);
+      out = out.to(torch::kCPU, torch::kFloat);
       for (size_t k = first; k < last; ++k) {
         const Tile& t = jobs[k].tile;
         jobs[k].image->write(t, out[static_cast<int64_t>(k - first)]

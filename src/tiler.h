@@ -27,6 +27,10 @@ struct TileOptions {
                       // -1 = the model's receptive radius (exact). Smaller values are for tests.
   c10::Device device = c10::Device(c10::kCPU);  // where the model lives; inputs are moved there
                                                 // per batch and results come back to the CPU
+  double strength = 1;  // how much of the model's change to keep, 0 to 2: output = input +
+                        // strength x (model(input) - input). 1 = the model's own estimate, 0 =
+                        // the input unchanged, 0.5 = half the predicted noise removed (keeps some
+                        // grain), above 1 removes more than the model estimates (smoother)
 };
 
 // One tile of an image: the model sees the window, the core of its output is kept. Cores

@@ -1,11 +1,13 @@
 // The shipped denoisers: found by the CLI in a build tree and after `cmake --install`, chosen by
 // the input's channels, small enough to ship, and actually denoising.
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include "error.h"
 #include "image_io.h"
 #include "shipped_models.h"
 #include "test_util.h"
@@ -42,6 +44,29 @@ TEST(ShippedModels, NamesAndSearchOrder) {
   ASSERT_EQ(dirs.size(), 2u);
   EXPECT_EQ(dirs[0], (exe_dir / "models").string());
   EXPECT_EQ(dirs[1], (exe_dir.parent_path() / "share/bottleneck/models").string());
+}
+
+TEST(ShippedModels, FamiliesByShortName) {
+  EXPECT_EQ(shipped_model_name(1, "gaussian"), "denoise-gray.pt");
+  EXPECT_EQ(shipped_model_name(3, "gaussian"), "denoise-color.pt");
+  EXPECT_EQ(shipped_model_name(3, "photo"), "denoise-photo.pt");
+  EXPECT_EQ(shipped_model_name(1, "photo"), "denoise-gray.pt");  // no gray photo model
+  EXPECT_THROW(shipped_model_name(3, "fancy"), UsageError);
+  EXPECT_EQ(shipped_family_of("photo"), "photo");
+  EXPECT_EQ(shipped_family_of("gaussian"), "gaussian");
+  EXPECT_EQ(shipped_family_of("models/x.pt"), "");
+  EXPECT_EQ(shipped_family_of(""), "");
+  // The default colour model is the photo model once it ships, else the Gaussian one.
+  const bool photo_shipped = fs::exists(fs::path(BOTTLENECK_BUILD_DIR) / "models/denoise-photo.pt");
+  EXPECT_EQ(shipped_model_name(3), photo_shipped ? "denoise-photo.pt" : "denoise-color.pt");
+  EXPECT_EQ(shipped_model_name(1), "denoise-gray.pt");
+  // A file of that name wins over the family.
+  TempDir dir;
+  const fs::path here = fs::current_path();
+  fs::current_path(dir.path());
+  std::ofstream("photo") << "x";
+  EXPECT_EQ(shipped_family_of("photo"), "");
+  fs::current_path(here);
 }
 
 TEST(ShippedModels, AreSmallBlindAndMatchTheirChannels) {

@@ -147,6 +147,22 @@ TEST(Tiler, WholeImageModeAndBatchingGiveTheSameResult) {
   }
 }
 
+TEST(Tiler, StrengthScalesTheModelsChange) {
+  TempDir dir;
+  auto model = saved_model(dir, small_arch(3, {8, 16}, "residual"), 9);
+  const std::vector<torch::Tensor> images = {test::synthetic_image(3, 40, 52, 70)};
+  TileOptions o;
+  o.tile = 32;  // several tiles: strength applies per window, before the cores are kept
+  const torch::Tensor full = run_tiled(*model, images, o)[0];
+  for (double s : {0.0, 0.5, 2.0}) {
+    o.strength = s;
+    const torch::Tensor out = run_tiled(*model, images, o)[0];
+    EXPECT_LE(max_diff(out, images[0] + s * (full - images[0])), 1e-5) << s;
+  }
+  o.strength = 0;
+  EXPECT_LE(max_diff(run_tiled(*model, images, o)[0], images[0]), 1e-7);
+}
+
 TEST(Tiler, ChannelMismatchIsHandledPerChannelAndViaLuma) {
   TempDir dir;
   auto gray = saved_model(dir, small_arch(1, {8, 16, 16}, "linear"), 11);

@@ -15,7 +15,8 @@ namespace {
 
 void add_denoise_options(cxxopts::Options& o) {
   o.add_options("Files")
-      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model "
+      ("model", "photo or gaussian (shipped models), or a model file: a training checkpoint (.ckpt) or an "
+                "exported TorchScript model "
                 "(default: the shipped denoiser for each image, gray or colour)",
        cxxopts::value<std::string>())
       ("input", "an image file or a folder (searched recursively)", cxxopts::value<std::string>())
@@ -32,6 +33,8 @@ void add_denoise_options(cxxopts::Options& o) {
   o.add_options("Inference")
       ("tile", "tile core side in pixels; 0 = whole images in one pass (default 1024)", cxxopts::value<int>())
       ("batch", "tiles or small images per forward pass (default 4)", cxxopts::value<int>())
+      ("strength", "how much of the model's change to keep: 1 = its estimate, 0 = unchanged, up to 2 "
+                   "(default 1)", cxxopts::value<double>())
       ("precision", "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16, slightly less exact (default fp32)",
        cxxopts::value<std::string>());
 }
@@ -50,6 +53,7 @@ int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
   o.skip_existing = r.count("skip-existing") > 0;
   o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
   o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
+  o.tiling.strength = get_or<double>(r, "strength", o.tiling.strength);
   o.tiling.batch = get_or<int>(r, "batch", o.tiling.batch);
   o.precision = get_or<std::string>(r, "precision", o.precision);
   o.tiling.device = ctx.runtime.device;

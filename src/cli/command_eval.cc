@@ -12,7 +12,8 @@ namespace {
 
 void add_eval_options(cxxopts::Options& o) {
   o.add_options("Evaluation")
-      ("model", "model file: a training checkpoint (.ckpt) or an exported TorchScript model "
+      ("model", "photo or gaussian (shipped models), or a model file: a training checkpoint (.ckpt) or an "
+                "exported TorchScript model "
                 "(default: the shipped gray or colour denoiser, as the first image is)",
        cxxopts::value<std::string>())
       ("clean", "folder of clean images (recursive) or one image (required)", cxxopts::value<std::string>())
