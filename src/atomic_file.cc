@@ -1,6 +1,7 @@
 #include "atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -59,8 +60,43 @@ long temporary_pid(const std::string& filename) {
 }
 }  // namespace
 
+namespace {
+// A rename replaces whatever the name points at: a device node, a FIFO, a socket or a symbolic
+// link would be replaced by a regular file (as root: /dev/full). Only regular files are ours to
+// replace.
+void refuse_to_replace_a_non_regular_file(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(path, ec);
+  if (ec || !fs::exists(status)) return;
+  const char* what = fs::is_symlink(status)     ? "a symbolic link"
+                     : fs::is_directory(status) ? "a directory"
+                     : fs::is_fifo(status)      ? "a FIFO"
+                     : fs::is_socket(status)    ? "a socket"
+                     : fs::is_block_file(status) || fs::is_character_file(status) ? "a device"
+                     : fs::is_regular_file(status) ? nullptr
+                                                    : "not a regular file";
+  if (what)
+    throw Error(ErrorKind::kIo, path, std::string("is ") + what + ", not a regular file: refusing to replace it "
+                                      "(choose another output path)");
+}
+}  // namespace
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+void refuse_output_over_input(const std::string& output, const std::vector<std::string>& inputs,
+                              const std::string& what) {
+  for (const std::string& input : inputs)
+    if (!input.empty() && same_file(output, input))
+      throw UsageError(output, "the " + what + " is the input " + input + ": refusing to write over it");
+}
+
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   const fs::path target(path);
+  refuse_to_replace_a_non_regular_file(path);
   const std::string tmp = temp_name_for(target);
   try {
     write(tmp);
@@ -70,6 +106,13 @@ void write_atomically(const std::string& path, const std::function<void(const st
     throw;
   }
   std::error_code ec;
+  // Again just before the rename: the check above ran before the (possibly long) write.
+  try {
+    refuse_to_replace_a_non_regular_file(path);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
   fs::rename(tmp, target, ec);
   if (ec) {
     std::error_code ignored;

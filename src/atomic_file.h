@@ -14,6 +14,18 @@ namespace bottleneck {
 // removed and the exception propagates; a failed rename throws Error(path, reason).
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 
+// write_atomically replaces only regular files: a target that is a symbolic link, a device, a
+// FIFO, a socket or a directory is an Error (kind kIo) naming it, before anything is written.
+
+// Whether two paths name the same file (device and inode, so hard links, bind mounts and
+// "a/../b" spellings count); false when either does not exist.
+bool same_file(const std::string& a, const std::string& b);
+
+// Throws UsageError when `output` is the same file as one of `inputs` (a job must not write over
+// what it reads), naming both.
+void refuse_output_over_input(const std::string& output, const std::vector<std::string>& inputs,
+                              const std::string& what = "output");
+
 // Same, for bytes already in memory; also fsyncs the data before the rename, so after a crash
 // the file holds either the old or the new contents, never a hole.
 void write_file_atomically(const std::string& path, const void* data, size_t size);

@@ -351,6 +351,7 @@ ModelInfo parse_export_metadata(const std::string& path, const std::string& json
 ExportResult export_model(const ExportOptions& options) {
   if (options.checkpoint.empty()) throw UsageError("--checkpoint is required");
   if (options.output.empty()) throw UsageError("--output is required");
+  refuse_output_over_input(options.output, {options.checkpoint}, "export");
   LoadedCheckpoint loaded;
   try {
     loaded = load_checkpoint(options.checkpoint);

@@ -1,5 +1,7 @@
 // Paths: outputs stay inside the output folder whatever the input names and links, inputs are
 // never modified, and no command writes into its own input tree unless told to.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <map>
 
@@ -94,14 +96,15 @@ TEST(PathSafety, SymbolicLinksNeverCarryOutputsOutOfTheOutputFolder) {
 
   const CommandResult r = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out" + kFlags);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("denoised 2, skipped 0, failed 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("denoised 1, skipped 0, failed 2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(dir / "out/sub/b.png: refusing to write through a symbolic link that leads out of the output folder"),
             std::string::npos) << r.output;
   EXPECT_EQ(tree(outside), outside_before) << "nothing outside the output folder changes";
   EXPECT_EQ(tree(dir / "in"), in_before);
-  // The planted file link was replaced by the output itself; the linked input was read.
-  EXPECT_FALSE(fs::is_symlink(dir / "out/a.png"));
-  EXPECT_TRUE(fs::is_regular_file(dir / "out/a.png"));
+  // The planted file link is refused (a writer replaces regular files only) and left alone; the
+  // linked input was read.
+  EXPECT_NE(r.output.find(dir / "out/a.png: is a symbolic link, not a regular file"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_symlink(dir / "out/a.png"));
   EXPECT_TRUE(fs::is_regular_file(dir / "out/linked.png"));
   EXPECT_FALSE(fs::exists(dir / "out/linked_dir"));
 
@@ -130,4 +133,53 @@ TEST(PathSafety, TrainRefusesARunDirectoryInsideItsInputs) {
   // A sibling whose name starts like the data folder is not inside it.
   const CommandResult ok = run_cli("train --data " + dir / "data --out " + dir / "data-run" + net);
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
+
+// Writers replace regular files only: a FIFO, a device, a symbolic link or a folder at the
+// target is refused and left as it was (a rename would have replaced it; as root, /dev/full).
+TEST(PathSafety, WritersNeverReplaceWhatIsNotARegularFile) {
+  TempDir dir;
+  const std::string model = gray_model(dir);
+  write_image(dir / "clean/a.png", 1);
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0666), 0);
+  fs::create_symlink(dir / "target.json", dir / "link.json");
+  fs::create_directories(dir / "folder.pt");
+  for (const std::string& out : {dir / "fifo", dir / "link.json", dir / "folder.pt"}) {
+    auto e = run_cli("export --checkpoint " + model + " --output " + out);
+    EXPECT_NE(e.exit_code, 0) << out;
+    EXPECT_NE(e.output.find("not a regular file"), std::string::npos) << e.output;
+    auto j = run_cli("eval --model " + model + " --clean " + dir / "clean --no-nlm --threads 1 --json " + out);
+    EXPECT_NE(j.exit_code, 0) << out;
+    EXPECT_NE(j.output.find("refusing to replace it"), std::string::npos) << j.output;
+  }
+  EXPECT_TRUE(fs::is_fifo(dir / "fifo"));
+  EXPECT_TRUE(fs::is_symlink(dir / "link.json"));
+  EXPECT_FALSE(fs::exists(dir / "target.json"));
+  EXPECT_TRUE(fs::is_directory(dir / "folder.pt"));
+  // The library refuses it too, for every writer.
+  EXPECT_THROW(write_file_atomically(dir / "fifo", std::string("x")), Error);
+}
+
+// No command writes its output over one of its inputs, however the path is spelt (a hard link
+// is the same file).
+TEST(PathSafety, OutputsNeverReplaceTheirOwnInputs) {
+  TempDir dir;
+  const std::string model = gray_model(dir);
+  const std::string before = read_file(model);
+  auto e = run_cli("export --checkpoint " + model + " --output " + dir / "./model.ckpt");
+  EXPECT_EQ(e.exit_code, 2) << e.output;
+  EXPECT_NE(e.output.find("refusing to write over it"), std::string::npos) << e.output;
+  EXPECT_EQ(read_file(model), before);
+
+  write_image(dir / "x.png", 2);
+  const std::string image = read_file(dir / "x.png");
+  fs::create_hard_link(dir / "x.png", dir / "alias.png");
+  for (const std::string& json : {dir / "x.png", dir / "alias.png"}) {
+    auto j = run_cli("eval --model " + model + " --clean " + dir / "x.png --no-nlm --threads 1 --json " + json);
+    EXPECT_EQ(j.exit_code, 2) << j.output;
+  }
+  write_image(dir / "set/y.png", 3);
+  auto in_folder = run_cli("eval --model " + model + " --clean " + dir / "set --no-nlm --threads 1 --json " + dir / "set/y.png");
+  EXPECT_EQ(in_folder.exit_code, 2) << in_folder.output;
+  EXPECT_EQ(read_file(dir / "x.png"), image);
 }

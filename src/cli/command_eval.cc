@@ -1,9 +1,11 @@
+#include <filesystem>
 #include <iostream>
 
 #include "atomic_file.h"
 #include "cli/command.h"
 #include "error.h"
 #include "evaluator.h"
+#include "image_io.h"
 #include "progress.h"
 
 namespace bottleneck::cli {
@@ -52,6 +54,14 @@ int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
   o.tiling.device = ctx.runtime.device;
   o.progress_tty = is_terminal(2);
 
+  if (r.count("json")) {
+    // Checked before the (long) evaluation: the JSON must not replace the model or an image.
+    std::vector<std::string> inputs = {o.model, o.clean, o.pairs};
+    for (const std::string& dir : {o.clean, o.pairs})
+      if (!dir.empty() && std::filesystem::is_directory(dir))
+        for (const std::string& f : list_images(dir)) inputs.push_back(f);
+    refuse_output_over_input(r["json"].as<std::string>(), inputs, "--json file");
+  }
   const EvalResult result = evaluate(o, ctx.log);
   std::cout << eval_table(result) << std::flush;
   if (r.count("json")) {
