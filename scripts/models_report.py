@@ -246,6 +246,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="0 = the CLI's default (all hardware threads)")
     parser.add_argument("--max-images", type=int, default=0, help="for a quick look; 0 = all")
     parser.add_argument("--output", default=os.path.join(ROOT, "models", "README.md"))
+    parser.add_argument("--note", default="", help="a sentence on how it was measured (e.g. other jobs running)")
     args = parser.parse_args()
 
     lines = [
@@ -261,7 +262,7 @@ def main():
         "Protocol of the Gaussian tables: Gaussian noise added to the float image in [0, 1], neither clipped nor quantised; PSNR of "
         "the output clipped to [0, 1]; NLM is OpenCV's `fastNlMeansDenoising(Colored)` on the 8-bit noisy image "
         "with h set from the true sigma (the rule is in `src/evaluator.cc`). Timings are seconds per "
-        "megapixel on this machine, all threads.", "",
+        "megapixel on this machine, all threads." + (" " + args.note if args.note else ""), "",
     ]
     summary = []
     for name in ("gray", "color"):

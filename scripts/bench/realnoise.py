@@ -17,7 +17,6 @@ oracle with the one h of 2..10 that is best on the whole set (h tuned on the ans
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import cv2
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from models_report import cpu_name  # noqa: E402  (one CPU-name reader for both reports)
 
 
 def run(cmd):
@@ -34,14 +35,6 @@ def run(cmd):
     if p.returncode != 0:
         sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
     return p.stdout
-
-
-def cpu():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def evaluate(cli, pairs, threads, extra):
@@ -163,7 +156,7 @@ def main():
     noisy, gauss, photo = rows[0][2]["noisy"], rows[0][2]["model"], rows[1][2]["model"]
     est = rows[0][2]["nlm"]
     lines = [
-        f"Real noisy / clean pairs: {os.path.relpath(args.pairs, ROOT)} ({len(names)} pairs), {cpu()}, {args.threads} threads.",
+        f"Real noisy / clean pairs: {os.path.relpath(args.pairs, ROOT)} ({len(names)} pairs), {cpu_name()}, {args.threads} threads.",
         "",
         "| method | PSNR (dB) | SSIM |",
         "| --- | --: | --: |",
