@@ -4,6 +4,7 @@
 # --time-limit) and each run continues from its last checkpoint. Finished runs are exported.
 #
 #   scripts/train_models.sh [gray|color|photo|all] [--time-limit MINUTES] [--threads N]
+#   scripts/train_models.sh codec [--time-limit MINUTES] [--threads N]   (the learned codec; not in "all")
 #
 # Environment: DATA (default ../shared/data), RUNS (default ~/.cache/bottleneck/runs, outside the
 # work tree so a fresh checkout keeps it), BOTTLENECK (the CLI, default build/bottleneck).
@@ -40,6 +41,31 @@ photo=(--arch unet-l --channels 3 --init "$root/models/denoise-color.pt" --noise
        --patch 96 --batch 8 --lr 5e-4 --lr-min 1e-6 --schedule cosine --iters 24000
        --checkpoint-every 200 --val-every 1000 --log-every 100 --samples 2)
 
+# The learned codec (train --task compress): one variable-rate model for CompressAI's MSE
+# lambdas 1-7 (0.0018 .. 0.0932, the default of --lambdas), factorized prior, N=64 M=96 with GDN:
+# the winner of models/training/codec-sweep.md (at equal wall time far ahead of ReLU and of
+# N=96 M=128). The full length is fixed here from the start (cosine schedule): 150000 steps
+# at ~2.7 it/s on one thread of the sweep's CPU is ~15 h.
+codec=(--task compress --channels 3 --codec-n 64 --codec-m 96 --codec-activation gdn
+       --data "$data/train/color400" --val "$data/val/kodak24" --val-max-images 6
+       --patch 128 --batch 8 --lr 5e-4 --lr-min 1e-5 --schedule cosine --iters 150000
+       --checkpoint-every 500 --val-every 2500 --log-every 100)
+
+# Codec runs have their own checkpoint format (codec/codec_trainer.h): resumed, not exported
+# (the model file comes with `bottleneck compress`).
+train_codec() {
+  local run="$runs/codec" seed="$root/models/training/codec"
+  if [ ! -f "$run/last.ckpt" ] && [ -f "$seed/last.ckpt" ]; then
+    mkdir -p "$run" && cp -r "$seed/." "$run/"
+    echo "train_models: seeded $run from $seed" >&2
+  fi
+  if [ -f "$run/last.ckpt" ]; then
+    "$cli" train --resume "$run" "$@"
+  else
+    "$cli" train "${codec[@]}" --out "$run" "$@"
+  fi
+}
+
 train_one() {
   local name="$1"; shift
   local run="$runs/$name" seed="$root/models/training/$name"
@@ -71,6 +97,7 @@ case "$which" in
   gray) train_one gray "$@" ;;
   color) train_one color "$@" ;;
   photo) train_one photo "$@" ;;
+  codec) train_codec "$@" ;;
   all) train_one gray "$@"; train_one color "$@"; train_one photo "$@" ;;
-  *) echo "usage: $0 [gray|color|photo|all] [train options]" >&2; exit 2 ;;
+  *) echo "usage: $0 [gray|color|photo|all|codec] [train options]" >&2; exit 2 ;;
 esac

@@ -12,13 +12,27 @@ void validate(const TrainOptions& o) {
   if (o.data_dir.empty()) fail("--data is required (a folder of clean training images)");
   if (o.out_dir.empty()) fail("--out is required (the run directory)");
   validate(o.arch);
+  if (o.task != "denoise" && o.task != "compress") fail("--task must be denoise or compress, got " + o.task);
+  if (o.task == "compress") {
+    if (!o.pairs_dir.empty() || !o.val_pairs_dir.empty()) fail("--pairs and --val-pairs are for --task denoise");
+    if (!o.init.empty()) fail("--init is for --task denoise");
+    if (o.lambdas.empty() || o.lambdas.size() > 64) fail("--lambdas must give 1 to 64 values");
+    for (double l : o.lambdas)
+      if (!(l > 0 && l <= 100)) fail("--lambdas: every lambda must be in (0, 100], got " + std::to_string(l));
+    if (o.codec_n < 1 || o.codec_n > 4096) fail("--codec-n must be in 1..4096");
+    if (o.codec_m < 1 || o.codec_m > 4096) fail("--codec-m must be in 1..4096");
+    if (o.codec_activation != "relu" && o.codec_activation != "gdn")
+      fail("--codec-activation must be relu or gdn, got " + o.codec_activation);
+    if (o.patch < 16 || o.patch % 16 != 0)
+      fail("--patch " + std::to_string(o.patch) + " must be a multiple of 16 (the codec's downsampling)");
+  }
   if (o.arch.in_channels != o.arch.out_channels)
     fail("a denoiser needs as many output channels as input channels");
   if (o.pairs_dir.empty()) parse_noise(o.noise);
   if (!o.val_noise.empty()) parse_noise(o.val_noise);
   if (!o.val_pairs_dir.empty() && o.val_dir.empty()) fail("--val-pairs needs --val (the clean images of the pairs)");
   if (o.patch < 8) fail("--patch must be >= 8, got " + std::to_string(o.patch));
-  if (o.patch % o.arch.size_multiple() != 0)
+  if (o.task == "denoise" && o.patch % o.arch.size_multiple() != 0)
     fail("--patch " + std::to_string(o.patch) + " must be a multiple of " +
          std::to_string(o.arch.size_multiple()) + " (2^depth of the network)");
   if (o.batch < 1) fail("--batch must be >= 1");
@@ -73,6 +87,11 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("workers", o.loader_workers);
   v("max_pixels", o.max_pixels);
   v("seed", o.seed);
+  v("task", o.task);
+  v("lambdas", o.lambdas);
+  v("codec_n", o.codec_n);
+  v("codec_m", o.codec_m);
+  v("codec_activation", o.codec_activation);
 }
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "arch_spec.h"
 #include "image_io.h"
@@ -11,6 +12,9 @@ namespace bottleneck {
 // Everything that defines a training run. Written to RUN_DIR/config.json (and into every
 // checkpoint) so a run can be repeated or resumed exactly; read back by --config and --resume.
 struct TrainOptions {
+  std::string task = "denoise";  // "denoise" (the autoencoder of `arch`, trainer.h) or "compress"
+                                 // (the learned codec, codec/codec_trainer.h: `arch` then only
+                                 // gives the image channels, noise options are unused)
   std::string data_dir;          // clean training images (folder, recursive); required
   std::string pairs_dir;         // real noisy partners of data_dir, matched by relative path;
                                  // empty = synthetic noise from `noise`
@@ -48,6 +52,13 @@ struct TrainOptions {
   int64_t max_pixels = kDefaultMaxPixels;  // training and validation images with more pixels
                                  // are skipped with a warning, refused from the header (bombs)
   uint64_t seed = 0;             // initialisation, patch sampling and noise all derive from it
+
+  // compress only. One model is trained for every rate: each lambda (> 0) is one rate point of
+  // the loss lambda x 255^2 x MSE + bpp (CompressAI's MSE qualities 1-7 by default).
+  std::vector<double> lambdas = {0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932};
+  int codec_n = 64;              // hidden channels of the codec's transforms, 1..4096
+  int codec_m = 96;              // latent channels, 1..4096
+  std::string codec_activation = "relu";  // "relu" or "gdn" (GDN / inverse GDN)
 };
 
 // Throws UsageError naming the first bad field.

@@ -329,10 +329,10 @@ TEST(ImageIo, SaveIsAtomicAndCleansUp) {
   expect_error([&] { save_image(dir / "file/out.png", image); }, dir / "file/out.png", "is not a directory");
   expect_error([&] { save_image(dir / "nodir/out.png", image); }, dir / "nodir/out.png", "does not exist");
   expect_error([&] { save_image(dir / "out.xyz", image); }, dir / "out.xyz", "unknown image format");
-  // The target is a directory: the rename fails and the temporary goes.
+  // The target is a directory: refused before anything is written, nothing is left behind.
   fs::create_directory(dir / "sub.png");
   fs::create_directory(dir / "sub.png/inner");
-  expect_error([&] { save_image(dir / "sub.png", image); }, dir / "sub.png", "cannot replace");
+  expect_error([&] { save_image(dir / "sub.png", image); }, dir / "sub.png", "is a directory, not a regular file");
   EXPECT_EQ(dir_entries(dir.path()), (std::vector<std::string>{"file", "out.png", "out.webp", "sub.png"}));
 
   if (geteuid() != 0) {

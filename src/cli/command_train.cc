@@ -2,10 +2,13 @@
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
+#include <vector>
 
 #include "atomic_file.h"
 #include "cli/arch_options.h"
 #include "cli/command.h"
+#include "codec/codec_trainer.h"
 #include "error.h"
 #include "progress.h"
 #include "trainer.h"
@@ -25,6 +28,14 @@ extern "C" void on_stop_signal(int) {
 }
 
 void add_train_options(cxxopts::Options& o) {
+  o.add_options("Task")
+      ("task", "denoise (the autoencoder, default) or compress (the learned image codec)", cxxopts::value<std::string>())
+      ("lambdas", "compress: rate points of one variable-rate model, comma-separated lambdas of "
+                  "lambda*255^2*MSE + bpp (default 0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932)",
+       cxxopts::value<std::string>())
+      ("codec-n", "compress: hidden channels of the transforms (default 64)", cxxopts::value<int>())
+      ("codec-m", "compress: latent channels (default 96)", cxxopts::value<int>())
+      ("codec-activation", "compress: relu or gdn (default relu)", cxxopts::value<std::string>());
   o.add_options("Data")
       ("data", "folder of clean training images (recursive)", cxxopts::value<std::string>())
       ("pairs", "folder of real noisy versions of --data, matched by relative path", cxxopts::value<std::string>())
@@ -77,6 +88,25 @@ std::string skipped_summary(const TrainResult& r) {
          " validation; see the warnings above)";
 }
 
+std::vector<double> parse_lambdas(const std::string& text) {
+  std::vector<double> values;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size())
+      throw UsageError("--lambdas \"" + text + "\": expected comma-separated numbers, e.g. 0.0067,0.025");
+    values.push_back(v);
+  }
+  return values;
+}
+
 // Flags override what the config (or the run being resumed) says; absent flags leave it alone.
 TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   auto set = [&](const char* name, auto& field) {
@@ -110,9 +140,33 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("samples", t.samples);
   set("val-max-images", t.val_max_images);
   set("seed", t.seed);
+  set("task", t.task);
+  if (r.count("lambdas")) t.lambdas = parse_lambdas(r["lambdas"].as<std::string>());
+  set("codec-n", t.codec_n);
+  set("codec-m", t.codec_m);
+  set("codec-activation", t.codec_activation);
   if (r.count("no-augment")) t.augment = false;
   if (arch_options_given(r)) t.arch = arch_from_options(r);
   return t;
+}
+
+// The summary of a codec run, as run_train's for a denoiser.
+int finish_codec(const CodecTrainResult& result, const TrainOptions& options, const cxxopts::ParseResult& r,
+                 const Context& ctx) {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  std::string summary = "iteration " + std::to_string(result.iteration) + "/" + std::to_string(options.iterations) +
+                        ", " + fixed(result.patches_per_second, 1) + " patches/s";
+  if (!result.last.rates.empty()) {
+    summary += ", validation mean PSNR " + fixed(result.last.mean_psnr, 2) + " dB, RD " + fixed(result.last.rd, 4) +
+               " (best " + fixed(result.best_val_rd, 4) + ")";
+  }
+  if (result.finished) ctx.log.info("finished: ", summary, "; best model: ", options.out_dir, "/best.ckpt");
+  else ctx.log.warn("stopped at ", summary, "; continue with: bottleneck train --resume ", options.out_dir);
+  if (result.skipped_training.empty() && result.skipped_validation.empty()) return 0;
+  const size_t n = result.skipped_training.size() + result.skipped_validation.size();
+  std::cerr << "train: " << n << " unreadable input" << (n == 1 ? "" : "s") << " skipped (see the warnings above)\n";
+  return r.count("allow-skipped") ? 0 : 1;
 }
 
 int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
@@ -143,6 +197,7 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
 
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
+  if (options.task == "compress") return finish_codec(train_codec(options, control, ctx.runtime, ctx.log), options, r, ctx);
   const TrainResult result = train(options, control, ctx.runtime, ctx.log);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
@@ -170,7 +225,7 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
 Command train_command() {
   Command c;
   c.name = "train";
-  c.summary = "train a denoising autoencoder on a folder of clean images";
+  c.summary = "train a denoising autoencoder (or, --task compress, an image codec) on a folder of clean images";
   c.add_options = add_train_options;
   c.run = run_train;
   return c;
