@@ -89,10 +89,10 @@ CheckpointInfo parse_checkpoint_info(const std::string& path, const std::string&
   return info;
 }
 
-void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
-                     const torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
+void save_module_archive(const std::string& path, const torch::nn::Module& model,
+                         const torch::optim::Optimizer* optimizer, const std::string& info_json) {
   torch::serialize::OutputArchive archive;
-  archive.write("bottleneck_info", c10::IValue(info_to_json(info)));
+  archive.write("bottleneck_info", c10::IValue(info_json));
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
@@ -108,6 +108,11 @@ void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
     throw Error(path, "cannot serialise checkpoint: " + first_line(e.what()));
   }
   write_file_atomically(path, bytes.str());
+}
+
+void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
+                     const torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
+  save_module_archive(path, model, optimizer, info_to_json(info));
 }
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {

@@ -30,6 +30,11 @@ struct CheckpointInfo {
 
 // Writes model parameters, optimizer state (if given) and info to `path` atomically
 // (temp file + rename): a killed process leaves the previous checkpoint intact.
+// The archive every checkpoint kind is: "bottleneck_info" (JSON text), "model" (the module's
+// parameters and buffers) and, with an optimiser, "optimizer"; written atomically.
+void save_module_archive(const std::string& path, const torch::nn::Module& model,
+                         const torch::optim::Optimizer* optimizer, const std::string& info_json);
+
 void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointInfo& info);
 

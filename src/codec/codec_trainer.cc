@@ -17,6 +17,7 @@
 
 #include "atomic_file.h"
 #include "bottleneck/version.h"
+#include "checkpoint.h"
 #include "codec/rans.h"
 #include "dataset.h"
 #include "error.h"
@@ -242,23 +243,7 @@ CodecSpec spec_of(const TrainOptions& o) {
 
 void save_codec_checkpoint(const std::string& path, const CodecModelImpl& model,
                            const torch::optim::Optimizer* optimizer, const CodecCheckpointInfo& info) {
-  torch::serialize::OutputArchive archive;
-  archive.write("bottleneck_info", c10::IValue(info_to_json(info)));
-  torch::serialize::OutputArchive model_archive;
-  model.save(model_archive);
-  archive.write("model", model_archive);
-  if (optimizer) {
-    torch::serialize::OutputArchive optimizer_archive;
-    optimizer->save(optimizer_archive);
-    archive.write("optimizer", optimizer_archive);
-  }
-  std::ostringstream bytes;
-  try {
-    archive.save_to(bytes);
-  } catch (const c10::Error& e) {
-    throw Error(path, "cannot serialise checkpoint: " + first_line(e.what()));
-  }
-  write_file_atomically(path, bytes.str());
+  save_module_archive(path, model, optimizer, info_to_json(info));
 }
 
 CodecCheckpointInfo read_codec_checkpoint_info(const std::string& path) {
