@@ -120,13 +120,8 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   return parse_info(path, archive);
 }
 
-void load_checkpoint_state(const std::string& path, AutoencoderImpl& model,
-                           torch::optim::Optimizer* optimizer) {
-  const auto params = model.parameters();
-  auto archive = open_archive(path, params.empty() ? torch::Device(torch::kCPU) : params.front().device());
-  const CheckpointInfo info = parse_info(path, archive);
-  if (to_json(info.arch) != to_json(model.spec()))
-    throw Error(path, "checkpoint is for a different network: " + to_json(info.arch));
+void load_module_state(const std::string& path, torch::serialize::InputArchive& archive, torch::nn::Module& model,
+                       torch::optim::Optimizer* optimizer) {
   // Module::load replaces each tensor with the stored one whatever its shape, so a file whose
   // weights belong to another network than its info says would load and fail later, in the
   // middle of a job: the shapes are compared here.
@@ -143,7 +138,7 @@ void load_checkpoint_state(const std::string& path, AutoencoderImpl& model,
       const torch::Tensor* t = params.find(name);
       if (!t) t = buffers.find(name);
       if (t && t->sizes().vec() != shape)
-        throw Error(path, "weights do not match the network it describes: " + name + " has shape " +
+        throw Error(ErrorKind::kCorrupt, path, "weights do not match the network it describes: " + name + " has shape " +
                               shape_text(t->sizes().vec()) + ", the network needs " + shape_text(shape));
     }
     if (optimizer) {
@@ -157,6 +152,16 @@ void load_checkpoint_state(const std::string& path, AutoencoderImpl& model,
   } catch (const std::exception& e) {
     throw Error(path, "weights do not match the network it describes: " + first_line(e.what()));
   }
+}
+
+void load_checkpoint_state(const std::string& path, AutoencoderImpl& model,
+                           torch::optim::Optimizer* optimizer) {
+  const auto params = model.parameters();
+  auto archive = open_archive(path, params.empty() ? torch::Device(torch::kCPU) : params.front().device());
+  const CheckpointInfo info = parse_info(path, archive);
+  if (to_json(info.arch) != to_json(model.spec()))
+    throw Error(path, "checkpoint is for a different network: " + to_json(info.arch));
+  load_module_state(path, archive, model, optimizer);
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path) {

@@ -7,6 +7,7 @@
 #include "models.h"
 
 namespace torch::optim { class Optimizer; }
+namespace torch::serialize { class InputArchive; }
 
 namespace bottleneck {
 
@@ -34,6 +35,11 @@ struct CheckpointInfo {
 // parameters and buffers) and, with an optimiser, "optimizer"; written atomically.
 void save_module_archive(const std::string& path, const torch::nn::Module& model,
                          const torch::optim::Optimizer* optimizer, const std::string& info_json);
+// Loads such an archive's "model" into `model` (built for the network its info describes),
+// checking every tensor's shape, and its "optimizer" into `optimizer` when given; Error naming
+// `path` otherwise.
+void load_module_state(const std::string& path, torch::serialize::InputArchive& archive, torch::nn::Module& model,
+                       torch::optim::Optimizer* optimizer);
 
 void save_checkpoint(const std::string& path, const AutoencoderImpl& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointInfo& info);

@@ -256,32 +256,7 @@ void load_codec_checkpoint_state(const std::string& path, CodecModelImpl& model,
   const CodecCheckpointInfo info = parse_info(path, archive);
   if (to_json(info.spec) != to_json(model.spec()))
     throw Error(ErrorKind::kInvalidData, path, "checkpoint is for a different codec network: " + to_json(info.spec));
-  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
-  for (const auto& p : model.named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
-  for (const auto& b : model.named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
-  try {
-    torch::serialize::InputArchive model_archive;
-    archive.read("model", model_archive);
-    model.load(model_archive);
-    const auto params = model.named_parameters();
-    const auto buffers = model.named_buffers();
-    for (const auto& [name, shape] : expected) {
-      const torch::Tensor* t = params.find(name);
-      if (!t) t = buffers.find(name);
-      if (t && t->sizes().vec() != shape)
-        throw Error(ErrorKind::kCorrupt, path, "weights do not match the network it describes: " + name);
-    }
-    if (optimizer) {
-      torch::serialize::InputArchive optimizer_archive;
-      if (!archive.try_read("optimizer", optimizer_archive))
-        throw Error(path, "holds no optimizer state (cannot resume from it)");
-      optimizer->load(optimizer_archive);
-    }
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Error(ErrorKind::kCorrupt, path, "cannot load the weights: " + first_line(e.what()));
-  }
+  load_module_state(path, archive, model, optimizer);
 }
 
 CodecValidation validate_codec(CodecModelImpl& model, const std::vector<torch::Tensor>& images,
