@@ -184,7 +184,7 @@ def photo_section(cli, data, threads, max_images):
         f"iteration {done} of {total}.",
         f"- **File:** {os.path.getsize(path) / 1e6:.1f} MB; the same network as `denoise-color.pt` "
         f"(`{meta['arch']}`), so the same speed.",
-        f"- **Noise:** `{meta['noise']}`: realistic camera noise (src/camera_noise.h: unprocessing to raw, "
+        f"- **Noise:** `{meta['noise']}`: realistic camera noise (src/data/camera_noise.h: unprocessing to raw, "
         "Bayer mosaic, shot and read noise, demosaicing, colour processing, 8-bit, JPEG half the time).",
     ]
     if config:
@@ -261,7 +261,7 @@ def main():
         f"({datetime.date.today().isoformat()}, {cpu_name()}, {os.cpu_count()} cores); do not edit it by hand.* "
         "Protocol of the Gaussian tables: Gaussian noise added to the float image in [0, 1], neither clipped nor quantised; PSNR of "
         "the output clipped to [0, 1]; NLM is OpenCV's `fastNlMeansDenoising(Colored)` on the 8-bit noisy image "
-        "with h set from the true sigma (the rule is in `src/evaluator.cc`). Timings are seconds per "
+        "with h set from the true sigma (the rule is in `src/denoise/evaluator.cc`). Timings are seconds per "
         "megapixel on this machine, all threads." + (" " + args.note if args.note else ""), "",
     ]
     summary = []

@@ -1,11 +1,11 @@
-#include "arch_spec.h"
+#include "nets/arch_spec.h"
 
 #include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
 
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck {
 namespace {

@@ -18,10 +18,10 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
-#include "checkpoint.h"
-#include "image_io.h"
-#include "models.h"
+#include "util/atomic_file.h"
+#include "formats/checkpoint.h"
+#include "image/image_io.h"
+#include "nets/models.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "benchmark.h"
-#include "checkpoint.h"
-#include "models.h"
-#include "runtime.h"
+#include "bench/benchmark.h"
+#include "formats/checkpoint.h"
+#include "nets/models.h"
+#include "runtime/runtime.h"
 #include "test_util.h"
 
 using namespace bottleneck;

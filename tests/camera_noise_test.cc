@@ -1,4 +1,4 @@
-#include "camera_noise.h"
+#include "data/camera_noise.h"
 
 #include <cmath>
 #include <vector>
@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
-#include "noise.h"
+#include "util/error.h"
+#include "data/noise.h"
 
 namespace bottleneck {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "codec/cdf.h"
 #include "codec/rans.h"
-#include "error.h"
+#include "util/error.h"
 
 using namespace bottleneck;
 

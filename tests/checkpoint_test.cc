@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
-#include "checkpoint.h"
-#include "error.h"
+#include "util/atomic_file.h"
+#include "formats/checkpoint.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

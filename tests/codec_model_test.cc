@@ -10,7 +10,7 @@
 #include "codec/codec_model.h"
 #include "codec/codec_trainer.h"
 #include "codec/rans.h"
-#include "log.h"
+#include "util/log.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "comparison.h"
+#include "report/comparison.h"
 
 #include <cmath>
 #include <limits>
@@ -9,7 +9,7 @@
 #include <opencv2/core.hpp>
 #include <torch/torch.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace bottleneck {

@@ -14,7 +14,7 @@
 #include "codec/cdf.h"
 #include "codec/container.h"
 #include "codec/rans.h"
-#include "error.h"
+#include "util/error.h"
 
 using namespace bottleneck;
 

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "cpu_allocator.h"
+#include "runtime/cpu_allocator.h"
 
 using namespace bottleneck;
 

@@ -1,4 +1,4 @@
-#include "dataset.h"
+#include "data/dataset.h"
 
 #include <atomic>
 #include <chrono>
@@ -10,8 +10,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
-#include "image_io.h"
+#include "util/error.h"
+#include "image/image_io.h"
 #include "test_util.h"
 
 namespace bottleneck {

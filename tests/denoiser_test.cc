@@ -8,15 +8,15 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
-#include "checkpoint.h"
-#include "comparison.h"
-#include "denoiser.h"
-#include "image_io.h"
-#include "metrics.h"
-#include "model_file.h"
-#include "models.h"
-#include "noise.h"
+#include "util/atomic_file.h"
+#include "formats/checkpoint.h"
+#include "report/comparison.h"
+#include "denoise/denoiser.h"
+#include "image/image_io.h"
+#include "image/metrics.h"
+#include "formats/model_file.h"
+#include "nets/models.h"
+#include "data/noise.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

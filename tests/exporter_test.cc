@@ -14,12 +14,12 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "exporter.h"
-#include "model_file.h"
-#include "models.h"
+#include "util/atomic_file.h"
+#include "formats/checkpoint.h"
+#include "util/error.h"
+#include "formats/exporter.h"
+#include "formats/model_file.h"
+#include "nets/models.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

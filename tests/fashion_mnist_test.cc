@@ -1,4 +1,4 @@
-#include "fashion_mnist.h"
+#include "data/fashion_mnist.h"
 
 #include <zlib.h>
 
@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace bottleneck {

@@ -1,4 +1,4 @@
-#include "image_io.h"
+#include "image/image_io.h"
 
 #include <linux/capability.h>
 #include <sys/syscall.h>
@@ -18,7 +18,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace bottleneck {

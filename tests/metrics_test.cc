@@ -1,4 +1,4 @@
-#include "metrics.h"
+#include "image/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,8 +12,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
-#include "noise.h"
+#include "util/error.h"
+#include "data/noise.h"
 #include "test_util.h"
 
 namespace bottleneck {

@@ -1,4 +1,4 @@
-#include "models.h"
+#include "nets/models.h"
 
 #include <cmath>
 #include <iostream>
@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
-#include "runtime.h"
+#include "util/error.h"
+#include "runtime/runtime.h"
 #include "test_util.h"
 
 namespace bottleneck {

@@ -1,4 +1,4 @@
-#include "noise.h"
+#include "data/noise.h"
 
 #include <cmath>
 #include <string>
@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace bottleneck {

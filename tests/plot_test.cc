@@ -1,4 +1,4 @@
-#include "plot.h"
+#include "report/plot.h"
 
 #include <cmath>
 #include <filesystem>
@@ -10,7 +10,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "error.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace bottleneck {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "codec/rans.h"
-#include "error.h"
+#include "util/error.h"
 
 using namespace bottleneck;
 

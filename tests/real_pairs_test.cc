@@ -8,12 +8,12 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
-#include "checkpoint.h"
-#include "dataset.h"
-#include "image_io.h"
-#include "metrics.h"
-#include "models.h"
+#include "util/atomic_file.h"
+#include "formats/checkpoint.h"
+#include "data/dataset.h"
+#include "image/image_io.h"
+#include "image/metrics.h"
+#include "nets/models.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime.h"
+#include "runtime/runtime.h"
 #include "test_util.h"
 
 using namespace bottleneck;

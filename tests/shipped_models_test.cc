@@ -8,9 +8,9 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
-#include "error.h"
-#include "image_io.h"
-#include "shipped_models.h"
+#include "util/error.h"
+#include "image/image_io.h"
+#include "inference/shipped_models.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -12,7 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
-#include "image_io.h"
+#include "image/image_io.h"
 
 namespace fs = std::filesystem;
 

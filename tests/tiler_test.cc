@@ -3,12 +3,12 @@
 #include <opencv2/core.hpp>
 #include <torch/torch.h>
 
-#include "checkpoint.h"
-#include "image_io.h"
-#include "model_file.h"
-#include "models.h"
+#include "formats/checkpoint.h"
+#include "image/image_io.h"
+#include "formats/model_file.h"
+#include "nets/models.h"
 #include "test_util.h"
-#include "tiler.h"
+#include "inference/tiler.h"
 
 using namespace bottleneck;
 using bottleneck::test::TempDir;

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "error.h"
-#include "train_config.h"
+#include "util/error.h"
+#include "train/train_config.h"
 
 using namespace bottleneck;
 

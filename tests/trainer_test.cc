@@ -15,10 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
-#include "checkpoint.h"
+#include "util/atomic_file.h"
+#include "formats/checkpoint.h"
 #include "test_util.h"
-#include "trainer.h"
+#include "train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace bottleneck;

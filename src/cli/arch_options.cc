@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck::cli {
 

@@ -2,7 +2,7 @@
 
 #include <cxxopts.hpp>
 
-#include "arch_spec.h"
+#include "nets/arch_spec.h"
 
 namespace bottleneck::cli {
 

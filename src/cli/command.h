@@ -6,8 +6,8 @@
 
 #include <cxxopts.hpp>
 
-#include "log.h"
-#include "runtime.h"
+#include "util/log.h"
+#include "runtime/runtime.h"
 
 namespace bottleneck::cli {
 

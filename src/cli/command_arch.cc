@@ -3,7 +3,7 @@
 
 #include "cli/arch_options.h"
 #include "cli/command.h"
-#include "models.h"
+#include "nets/models.h"
 
 namespace bottleneck::cli {
 

@@ -1,10 +1,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "atomic_file.h"
-#include "benchmark.h"
+#include "util/atomic_file.h"
+#include "bench/benchmark.h"
 #include "cli/command.h"
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck::cli {
 

@@ -4,10 +4,10 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "denoiser.h"
-#include "error.h"
-#include "progress.h"
-#include "text_format.h"
+#include "denoise/denoiser.h"
+#include "util/error.h"
+#include "util/progress.h"
+#include "util/text_format.h"
 
 namespace bottleneck::cli {
 

@@ -1,12 +1,12 @@
 #include <filesystem>
 #include <iostream>
 
-#include "atomic_file.h"
+#include "util/atomic_file.h"
 #include "cli/command.h"
-#include "error.h"
-#include "evaluator.h"
-#include "image_io.h"
-#include "progress.h"
+#include "util/error.h"
+#include "denoise/evaluator.h"
+#include "image/image_io.h"
+#include "util/progress.h"
 
 namespace bottleneck::cli {
 

@@ -3,7 +3,7 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "exporter.h"
+#include "formats/exporter.h"
 
 namespace bottleneck::cli {
 

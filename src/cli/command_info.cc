@@ -3,10 +3,10 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "error.h"
-#include "exporter.h"
-#include "model_file.h"
-#include "models.h"
+#include "util/error.h"
+#include "formats/exporter.h"
+#include "formats/model_file.h"
+#include "nets/models.h"
 
 namespace bottleneck::cli {
 

@@ -5,14 +5,14 @@
 #include <sstream>
 #include <vector>
 
-#include "atomic_file.h"
+#include "util/atomic_file.h"
 #include "cli/arch_options.h"
 #include "cli/command.h"
 #include "codec/codec_trainer.h"
-#include "error.h"
-#include "progress.h"
-#include "trainer.h"
-#include "text_format.h"
+#include "util/error.h"
+#include "util/progress.h"
+#include "train/trainer.h"
+#include "util/text_format.h"
 
 namespace bottleneck::cli {
 

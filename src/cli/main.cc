@@ -8,9 +8,9 @@
 #include <string>
 
 #include "cli/command.h"
-#include "cpu_allocator.h"
-#include "error.h"
-#include "runtime.h"
+#include "runtime/cpu_allocator.h"
+#include "util/error.h"
+#include "runtime/runtime.h"
 #include "bottleneck/version.h"
 
 namespace bottleneck::cli {

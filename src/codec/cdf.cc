@@ -5,7 +5,7 @@
 #include <queue>
 #include <utility>
 
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck {
 

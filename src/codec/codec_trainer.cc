@@ -15,19 +15,19 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "atomic_file.h"
+#include "util/atomic_file.h"
 #include "bottleneck/version.h"
-#include "checkpoint.h"
+#include "formats/checkpoint.h"
 #include "codec/rans.h"
-#include "dataset.h"
-#include "error.h"
-#include "image_io.h"
-#include "metrics.h"
-#include "noise.h"
-#include "plot.h"
-#include "progress.h"
-#include "seeds.h"
-#include "text_format.h"
+#include "data/dataset.h"
+#include "util/error.h"
+#include "image/image_io.h"
+#include "image/metrics.h"
+#include "data/noise.h"
+#include "report/plot.h"
+#include "util/progress.h"
+#include "util/seeds.h"
+#include "util/text_format.h"
 
 namespace fs = std::filesystem;
 

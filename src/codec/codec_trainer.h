@@ -18,10 +18,10 @@
 #include <torch/torch.h>
 
 #include "codec/codec_model.h"
-#include "log.h"
-#include "runtime.h"
-#include "train_config.h"
-#include "trainer.h"
+#include "util/log.h"
+#include "runtime/runtime.h"
+#include "train/train_config.h"
+#include "train/trainer.h"
 
 namespace bottleneck {
 

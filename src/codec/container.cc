@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <limits>
 
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck {
 namespace {

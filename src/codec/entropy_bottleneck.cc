@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "codec/cdf.h"
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "error.h"
+#include "util/error.h"
 
 namespace bottleneck {
 namespace {

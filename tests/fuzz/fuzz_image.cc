@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "error.h"
-#include "image_io.h"
+#include "util/error.h"
+#include "image/image_io.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

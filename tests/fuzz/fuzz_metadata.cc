@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <string>
 
-#include "arch_spec.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "exporter.h"
-#include "noise.h"
-#include "train_config.h"
+#include "nets/arch_spec.h"
+#include "formats/checkpoint.h"
+#include "util/error.h"
+#include "formats/exporter.h"
+#include "data/noise.h"
+#include "train/train_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

@@ -10,8 +10,8 @@
 #include <cstdio>
 #include <string>
 
-#include "error.h"
-#include "model_file.h"
+#include "util/error.h"
+#include "formats/model_file.h"
 
 namespace {
 // One scratch file per fuzzing process; torch::jit::load reads from a path.

@@ -9,14 +9,14 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
-#include "checkpoint.h"
+#include "formats/checkpoint.h"
 #include "codec/cdf.h"
 #include "codec/container.h"
 #include "codec/rans.h"
-#include "exporter.h"
-#include "image_io.h"
-#include "models.h"
-#include "train_config.h"
+#include "formats/exporter.h"
+#include "image/image_io.h"
+#include "nets/models.h"
+#include "train/train_config.h"
 
 namespace fs = std::filesystem;
 using namespace bottleneck;

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "nets/arch_spec.h"
+
+namespace at { class Tensor; }
+namespace torch::nn { class Module; }
+
+namespace bottleneck {
+
+// What a model file says about the network in it, whichever kind of file it is.
+struct ModelInfo {
+  std::string path;
+  std::string file_kind;        // "checkpoint" or "torchscript"
+  ArchSpec arch;
+  std::string noise;            // the noise it was trained for, e.g. "gaussian:0-55"
+  int64_t iteration = 0;        // training steps
+  double val_psnr = 0;          // best validation PSNR, dB (NaN if unknown)
+  std::string train_data;       // training data folder as given to `train` ("" if unknown)
+  std::string project_version;  // bottleneck version that wrote the file
+  int64_t format_version = 0;   // version of the file's format
+};
+
+// A trained denoiser ready for inference: forward() maps N x C x H x W floats in [0,1] (any
+// H, W >= 1, C = info().arch.in_channels) to the denoised tensor of the same shape.
+class InferenceModel {
+ public:
+  virtual ~InferenceModel() = default;
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  virtual const ModelInfo& info() const = 0;
+  int channels() const { return info().arch.in_channels; }
+  // Pixels of context on each side that influence an output pixel: overlapping tiles need at
+  // least this much margin to be exact.
+  int receptive_radius() const;
+};
+
+// How load_model prepares a model.
+struct LoadOptions {
+  c10::ScalarType dtype = c10::ScalarType::Float;  // compute dtype: kFloat, or kBFloat16 (about
+                                                   // twice as fast on CPUs with AVX512-BF16, a
+                                                   // few hundredths of a dB lower)
+  bool optimize = true;  // fp32 on the CPU: run a frozen TorchScript of the same network
+                         // optimised for inference (about 1.3x faster); false = native modules
+  bool probe = true;     // load the file in a forked child first, so a file that crashes
+                         // LibTorch's unpickler is an Error, not the end of the process
+                         // (fuzz targets turn it off to see those crashes)
+};
+
+// Loads a training checkpoint (.ckpt) or an exported TorchScript model (bottleneck export),
+// deciding by content, not by extension, onto `device`. Throws Error(path, reason) with a
+// one-line reason for anything else: missing, truncated or corrupt files, foreign archives,
+// versions this build cannot read, files that crash LibTorch's loader.
+std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device,
+                                           const LoadOptions& options = {});
+
+// Copies the weights of a model file (checkpoint or export, as load_model reads them) into
+// `target`, a freshly made network of `arch` (fine-tuning starts from them). The file's network
+// must be `arch` exactly: anything else is a UsageError naming both.
+void copy_weights(const std::string& path, const ArchSpec& arch, torch::nn::Module& target);
+
+// "fp32" -> kFloat, "bf16" -> kBFloat16; UsageError otherwise.
+c10::ScalarType parse_precision(const std::string& name);
+
+// LoadOptions with the dtype of a --precision value (the rest default).
+LoadOptions load_options(const std::string& precision);
+
+// Receptive radius of the network a spec describes, in input pixels.
+int receptive_radius(const ArchSpec& spec);
+
+}  // namespace bottleneck

@@ -1,0 +1,540 @@
+#include "image/image_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
+
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+// Decisions this file makes beyond the header's contract:
+//  - Samples: CV_8U and CV_16U files keep their depth (no 16 -> 8 bit loss). Float files (CV_32F,
+//    and CV_64F/CV_16F converted to CV_32F) are taken as already normalised to [0,1], the
+//    convention of float TIFF/EXR/PFM; values outside are clamped and NaN becomes 0. Signed
+//    integer samples (CV_8S, CV_16S, CV_32S) have no agreed mapping to [0,1] and are refused.
+//  - Channels: 1 = gray, 2 = gray + alpha, 3 = BGR, 4 = BGRA. OpenCV decodes a gray+alpha PNG as
+//    BGRA with B = G = R, so such a file loads as colour with alpha.
+//  - Alpha is kept exactly as decoded (a float file's alpha stays CV_32F). save_image converts
+//    it to the written depth: 8 -> 16 bit multiplies by 257 (255 -> 65535 exactly), 16 -> 8 bit
+//    divides by 257 with rounding, float scales by 255 or 65535 with rounding and saturation.
+//  - Writing: PNG and PNM store 8 or 16 bits (float is written as 16 bits), TIFF stores 8, 16
+//    or 32-bit float; JPEG, BMP and WebP store 8 bits. Alpha is written to PNG, TIFF and WebP
+//    and dropped for the other formats.
+//  - Only PNG, JPEG, BMP, TIFF, WebP and PNM are decoded, and only when their header gives the
+//    size: OpenCV recognises more formats by signature (JPEG 2000, OpenEXR, DICOM, Radiance HDR,
+//    ...) whose size we do not read, so a bomb in one of them would allocate before any check.
+//  - list_images follows symbolic links to files, not to directories (no cycles). A dangling
+//    link with an image extension is listed, so loading it reports "no such file" instead of
+//    the file silently vanishing from a data set.
+
+namespace bottleneck {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  if (!ext.empty() && ext[0] == '.') ext.erase(0, 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+std::string errno_reason(int e) {
+  switch (e) {
+    case EACCES:
+    case EPERM: return "permission denied";
+    case ENOENT: return "no such file or directory";
+    case ENOSPC: return "no space left on device";
+    case EISDIR: return "is a directory";
+    case ENOTDIR: return "a component of the path is not a directory";
+    case EROFS: return "read-only file system";
+    default: {
+      std::string s = std::strerror(e);
+      if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+      return s;
+    }
+  }
+}
+
+std::vector<uchar> read_image_bytes(const std::string& path) {
+  std::error_code ec;
+  fs::file_status st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw Error(path, errno_reason(ec.value()));
+  if (!fs::exists(st)) {
+    if (fs::is_symlink(fs::symlink_status(path, ec))) throw Error(path, "no such file (dangling symbolic link)");
+    throw Error(path, "no such file");
+  }
+  if (fs::is_directory(st)) throw Error(path, "is a directory");
+  if (!fs::is_regular_file(st)) throw Error(path, "not a regular file");
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw Error(path, errno_reason(errno));
+  std::vector<uchar> data;
+  uchar chunk[1 << 16];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) data.insert(data.end(), chunk, chunk + n);
+  bool failed = std::ferror(f) != 0;
+  int err = errno;
+  std::fclose(f);
+  if (failed) throw Error(path, "read error: " + errno_reason(err));
+  if (data.empty()) throw Error(path, "empty file");
+  return data;
+}
+
+uint32_t be32(const uchar* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+}
+uint32_t be16(const uchar* p) { return (uint32_t(p[0]) << 8) | p[1]; }
+uint32_t le32(const uchar* p) {
+  return (uint32_t(p[3]) << 24) | (uint32_t(p[2]) << 16) | (uint32_t(p[1]) << 8) | p[0];
+}
+uint32_t le16(const uchar* p) { return (uint32_t(p[1]) << 8) | p[0]; }
+
+// What the first bytes of a file say: the format (empty if not one we sniff) and, where the
+// header gives it cheaply, the size, so a decompression bomb is refused before decoding.
+struct Sniffed {
+  std::string format;
+  int64_t width = -1;
+  int64_t height = -1;
+  size_t jpeg_scan = 0;  // JPEG: offset of the first start-of-scan marker, 0 if not found
+};
+
+void sniff_jpeg(const std::vector<uchar>& d, Sniffed& s) {
+  size_t i = 2;
+  while (i + 4 <= d.size()) {
+    if (d[i] != 0xFF) return;  // not at a marker: corrupt, let the decoder say so
+    while (i < d.size() && d[i] == 0xFF) ++i;
+    if (i + 3 > d.size()) return;
+    uchar m = d[i++];
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // no length field
+    if (m == 0xDA) {
+      s.jpeg_scan = i;
+      return;
+    }
+    uint32_t len = be16(&d[i]);
+    bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+    if (sof && i + 7 <= d.size()) {
+      s.height = be16(&d[i + 3]);
+      s.width = be16(&d[i + 5]);
+    }
+    i += len;
+  }
+}
+
+void sniff_tiff(const std::vector<uchar>& d, Sniffed& s) {
+  bool le = d[0] == 'I';
+  auto u16 = [&](size_t o) { return le ? le16(&d[o]) : be16(&d[o]); };
+  auto u32 = [&](size_t o) { return le ? le32(&d[o]) : be32(&d[o]); };
+  size_t ifd = u32(4);
+  if (ifd + 2 > d.size()) return;
+  size_t count = u16(ifd);
+  for (size_t k = 0; k < count && ifd + 2 + 12 * (k + 1) <= d.size(); ++k) {
+    size_t e = ifd + 2 + 12 * k;
+    uint32_t tag = u16(e), type = u16(e + 2);
+    if (tag != 256 && tag != 257) continue;
+    int64_t v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : -1;
+    (tag == 256 ? s.width : s.height) = v;
+  }
+}
+
+void sniff_pnm(const std::vector<uchar>& d, Sniffed& s) {
+  size_t i = 2;
+  int64_t values[2] = {-1, -1};
+  for (int64_t& v : values) {
+    while (i < d.size() && (std::isspace(d[i]) || d[i] == '#')) {
+      if (d[i] == '#')
+        while (i < d.size() && d[i] != '\n') ++i;
+      else
+        ++i;
+    }
+    if (i >= d.size() || !std::isdigit(d[i])) return;
+    v = 0;
+    while (i < d.size() && std::isdigit(d[i]) && v < (int64_t(1) << 31)) v = v * 10 + (d[i++] - '0');
+  }
+  s.width = values[0];
+  s.height = values[1];
+}
+
+Sniffed sniff(const std::vector<uchar>& d) {
+  Sniffed s;
+  auto starts = [&](const char* magic, size_t n, size_t at = 0) {
+    return d.size() >= at + n && std::memcmp(d.data() + at, magic, n) == 0;
+  };
+  if (starts("\x89PNG\r\n\x1a\n", 8)) {
+    s.format = "PNG";
+    if (d.size() >= 24 && starts("IHDR", 4, 12)) {
+      s.width = be32(&d[16]);
+      s.height = be32(&d[20]);
+    }
+  } else if (starts("\xFF\xD8\xFF", 3)) {
+    s.format = "JPEG";
+    sniff_jpeg(d, s);
+  } else if (starts("BM", 2) && d.size() >= 26) {
+    s.format = "BMP";
+    uint32_t dib = le32(&d[14]);
+    if (dib >= 40) {
+      s.width = std::abs(int64_t(int32_t(le32(&d[18]))));
+      s.height = std::abs(int64_t(int32_t(le32(&d[22]))));
+    } else if (dib == 12) {
+      s.width = le16(&d[18]);
+      s.height = le16(&d[20]);
+    }
+  } else if ((starts("II*\0", 4) || starts("MM\0*", 4)) && d.size() >= 8) {
+    s.format = "TIFF";
+    sniff_tiff(d, s);
+  } else if (starts("RIFF", 4) && starts("WEBP", 4, 8) && d.size() >= 32) {
+    s.format = "WebP";
+    if (starts("VP8X", 4, 12)) {
+      s.width = 1 + (le32(&d[24]) & 0xFFFFFF);
+      s.height = 1 + (le32(&d[27]) & 0xFFFFFF);
+    } else if (starts("VP8L", 4, 12) && d[20] == 0x2F) {
+      uint32_t bits = le32(&d[21]);
+      s.width = 1 + (bits & 0x3FFF);
+      s.height = 1 + ((bits >> 14) & 0x3FFF);
+    } else if (starts("VP8 ", 4, 12)) {
+      s.width = le16(&d[26]) & 0x3FFF;
+      s.height = le16(&d[28]) & 0x3FFF;
+    }
+  } else if (d.size() >= 3 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6' && std::isspace(d[2])) {
+    s.format = "PNM";
+    sniff_pnm(d, s);
+  }
+  return s;
+}
+
+void check_pixels(const std::string& path, int64_t width, int64_t height, int64_t max_pixels) {
+  // Sizes from headers are below 2^32 each, so the product fits in 64 unsigned bits.
+  uint64_t n = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  if (max_pixels < 0 || n > static_cast<uint64_t>(max_pixels))
+    throw Error(path, "image is " + std::to_string(width) + "x" + std::to_string(height) + " = " +
+                          std::to_string(n) + " pixels, over the limit of " +
+                          std::to_string(max_pixels) + " (--max-pixels)");
+}
+
+// Scale that maps a sample depth to [0,1].
+double unit_scale(int depth) {
+  switch (depth) {
+    case CV_8U: return 1.0 / 255.0;
+    case CV_16U: return 1.0 / 65535.0;
+    default: return 1.0;
+  }
+}
+
+// Alpha converted to `depth` (see the top of the file for the rule).
+cv::Mat convert_alpha(const cv::Mat& alpha, int depth) {
+  if (alpha.depth() == depth) return alpha;
+  cv::Mat out;
+  if (alpha.depth() == CV_32F || alpha.depth() == CV_64F) {
+    cv::Mat clamped;
+    cv::min(cv::max(alpha, 0.0), 1.0, clamped);
+    clamped.convertTo(out, depth, depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0);
+  } else if (depth == CV_32F) {
+    alpha.convertTo(out, CV_32F, unit_scale(alpha.depth()));
+  } else {
+    // 8 <-> 16 bits: 257 = 65535 / 255 maps the full ranges onto each other exactly.
+    alpha.convertTo(out, depth, alpha.depth() == CV_8U ? 257.0 : 1.0 / 257.0);
+  }
+  return out;
+}
+
+bool formats_with_alpha(const std::string& ext) {
+  return ext == "png" || ext == "tif" || ext == "tiff" || ext == "webp";
+}
+
+int storable_depth(const std::string& ext, int depth) {
+  if (ext == "tif" || ext == "tiff") return depth;
+  if (ext == "png" || ext == "pgm" || ext == "ppm" || ext == "pnm")
+    return depth == CV_32F ? CV_16U : depth;
+  if (ext == "exr" || ext == "pfm" || ext == "hdr") return CV_32F;
+  return CV_8U;
+}
+
+}  // namespace
+
+ImageData load_image(const std::string& path, int64_t max_pixels) {
+  return decode_image(path, read_image_bytes(path), max_pixels);
+}
+
+namespace {
+
+ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
+  if (bytes.empty()) throw Error(path, "empty file");
+  Sniffed s = sniff(bytes);
+  // OpenCV would pick a decoder by signature among many more (JPEG 2000, OpenEXR, DICOM, HDR,
+  // ...), whose size we cannot check before decoding: only the formats list_images names are read.
+  if (s.format.empty())
+    throw Error(path, "not a recognised image (unknown format or corrupt data); PNG, JPEG, BMP, "
+                      "TIFF, WebP and PNM are read");
+  if (s.width < 0 || s.height < 0)
+    throw Error(path, "truncated or corrupt image data (the " + s.format + " header gives no image size)");
+  check_pixels(path, s.width, s.height, max_pixels);
+  if (s.format == "JPEG") {
+    // libjpeg decodes a cut-off JPEG with a warning and grey fill; a data set must not get that.
+    bool has_end = false;
+    for (size_t i = std::max<size_t>(s.jpeg_scan, 1); i < bytes.size() && !has_end; ++i)
+      has_end = bytes[i - 1] == 0xFF && bytes[i] == 0xD9;
+    if (s.jpeg_scan == 0 || !has_end) throw Error(path, "truncated or corrupt image data");
+  }
+
+  cv::Mat mat;
+  try {
+    mat = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    throw Error(path, "truncated or corrupt image data (" + e.msg + ")");
+  }
+  bytes = {};
+  if (mat.empty()) throw Error(path, "truncated or corrupt image data");
+  check_pixels(path, mat.cols, mat.rows, max_pixels);
+
+  int depth = mat.depth();
+  if (depth == CV_64F || depth == CV_16F) {
+    cv::Mat f;
+    mat.convertTo(f, CV_32F);
+    mat = f;
+    depth = CV_32F;
+  }
+  if (depth != CV_8U && depth != CV_16U && depth != CV_32F)
+    throw Error(path, "unsupported sample type (signed integer samples); use 8 or 16-bit "
+                      "unsigned or float");
+  int channels = mat.channels();
+  if (channels < 1 || channels > 4) throw Error(path, "unsupported channel count " + std::to_string(channels));
+
+  ImageSamples samples;
+  if (channels == 2 || channels == 4) {
+    cv::extractChannel(mat, samples.alpha, channels - 1);
+    if (channels == 2)
+      cv::extractChannel(mat, samples.color, 0);
+    else
+      cv::cvtColor(mat, samples.color, cv::COLOR_BGRA2BGR);
+  } else {
+    samples.color = mat;
+  }
+  mat.release();
+  if (depth == CV_32F) {
+    // NaN -> 0, then [0,1] (+inf -> 1, -inf -> 0).
+    cv::patchNaNs(samples.color, 0.0);
+    cv::min(cv::max(samples.color, 0.0), 1.0, samples.color);
+  }
+  return samples;
+}
+
+ImageData to_image_data(const ImageSamples& samples) {
+  ImageData image;
+  image.depth = samples.color.depth();
+  image.alpha = samples.alpha;
+  image.pixels = mat_to_tensor(samples.color);
+  return image;
+}
+
+}  // namespace
+
+ImageSamples load_samples(const std::string& path, int64_t max_pixels) {
+  return decode_samples(path, read_image_bytes(path), max_pixels);
+}
+
+ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
+  return to_image_data(decode_samples(path, std::move(bytes), max_pixels));
+}
+
+// Both conversions go one plane at a time, straight into their destination: a 48-megapixel
+// colour image must not hold several full-size float copies at once (the whole-image version
+// peaked at ~17 bytes per sample when saving).
+torch::Tensor mat_to_tensor(const cv::Mat& mat) {
+  if (mat.empty()) throw Error("mat_to_tensor: empty image");
+  const int depth = mat.depth();
+  if (depth != CV_8U && depth != CV_16U && depth != CV_32F && depth != CV_64F)
+    throw Error("mat_to_tensor: unsupported sample depth " + std::to_string(depth));
+  const int channels = mat.channels();
+  if (channels > 4) throw Error("mat_to_tensor: unsupported channel count " + std::to_string(channels));
+  const int c = channels == 2 ? 1 : channels == 4 ? 3 : channels;  // alpha dropped
+  torch::Tensor chw = torch::empty({c, mat.rows, mat.cols}, torch::kFloat);
+  // OpenCV's planes are B, G, R (then alpha): RGB channel k is plane 2 - k.
+  for (int k = 0; k < c; ++k) plane_to_float(mat, c == 3 ? 2 - k : 0, chw[k].data_ptr<float>());
+  return chw;
+}
+
+cv::Mat tensor_to_mat(const torch::Tensor& chw_in, int depth) {
+  if (depth != CV_8U && depth != CV_16U && depth != CV_32F)
+    throw Error("tensor_to_mat: depth must be CV_8U, CV_16U or CV_32F");
+  torch::Tensor chw = chw_in.detach().to(torch::kCPU, torch::kFloat);
+  if (chw.dim() == 2) chw = chw.unsqueeze(0);
+  if (chw.dim() != 3 || (chw.size(0) != 1 && chw.size(0) != 3))
+    throw Error("tensor_to_mat: expected a 1 or 3 x H x W tensor, got " + std::to_string(chw.dim()) +
+                " dimensions");
+  const int c = static_cast<int>(chw.size(0));
+  std::vector<cv::Mat> planes(c);
+  // RGB channel k becomes BGR plane 2 - k.
+  for (int k = 0; k < c; ++k) planes[c == 3 ? 2 - k : 0] = float_to_plane(chw[k], depth);
+  if (c == 1) return planes[0];
+  cv::Mat out;
+  cv::merge(planes, out);
+  return out;
+}
+
+void plane_to_float(const cv::Mat& mat, int plane, float* dst) {
+  cv::Mat source;
+  if (mat.channels() == 1)
+    source = mat;
+  else
+    cv::extractChannel(mat, source, plane);
+  cv::Mat out(mat.rows, mat.cols, CV_32F, dst);
+  source.convertTo(out, CV_32F, unit_scale(mat.depth()));  // writes into out: same size and type
+}
+
+cv::Mat float_to_plane(const torch::Tensor& plane, int depth) {
+  torch::Tensor p = torch::nan_to_num(plane, 0.0, 1.0, 0.0).clamp_(0, 1).contiguous();
+  const cv::Mat f(static_cast<int>(p.size(0)), static_cast<int>(p.size(1)), CV_32F, p.data_ptr<float>());
+  cv::Mat out;
+  // convertTo rounds to nearest and saturates.
+  f.convertTo(out, depth, depth == CV_8U ? 255.0 : depth == CV_16U ? 65535.0 : 1.0);
+  return out;
+}
+
+namespace {
+
+// The checks save_image makes before converting anything; returns the lower-case extension.
+std::string check_destination(const std::string& path) {
+  std::string ext = lower_extension(path);
+  if (ext.empty() || !cv::haveImageWriter(path))
+    throw Error(path, "unknown image format for extension '" + ext + "'");
+  fs::path target(path);
+  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  fs::file_status dir_status = fs::status(dir, ec);
+  if (!fs::exists(dir_status)) throw Error(path, "directory " + dir.string() + " does not exist");
+  if (!fs::is_directory(dir_status)) throw Error(path, dir.string() + " is not a directory");
+  return ext;
+}
+
+int target_depth(const std::string& ext, int depth) {
+  return storable_depth(ext, depth == CV_16U || depth == CV_32F ? depth : CV_8U);
+}
+
+// Adds the alpha plane where the format keeps it, encodes and writes atomically.
+void encode_and_write(const std::string& path, const std::string& ext, cv::Mat mat, const cv::Mat& alpha, int depth) {
+  if (!alpha.empty() && formats_with_alpha(ext)) {
+    if (alpha.rows != mat.rows || alpha.cols != mat.cols || alpha.channels() != 1)
+      throw Error(path, "alpha plane size does not match the image");
+    std::vector<cv::Mat> planes;
+    cv::split(mat, planes);
+    if (planes.size() == 1) planes = {planes[0], planes[0], planes[0]};
+    planes.push_back(convert_alpha(alpha, depth));
+    cv::merge(planes, mat);
+  }
+
+  std::vector<uchar> encoded;
+  try {
+    if (!cv::imencode("." + ext, mat, encoded)) throw Error(path, "the " + ext + " encoder failed");
+  } catch (const cv::Exception& e) {
+    throw Error(path, "cannot encode as " + ext + ": " + e.msg);
+  }
+  mat.release();
+  write_file_atomically(path, encoded.data(), encoded.size());
+}
+
+}  // namespace
+
+void save_image(const std::string& path, const ImageData& image) {
+  if (!image.pixels.defined()) throw Error(path, "nothing to save (no pixels)");
+  const std::string ext = check_destination(path);
+  const int depth = target_depth(ext, image.depth);
+  torch::Tensor pixels = image.pixels;
+  if (pixels.dim() == 3 && ext == "pgm" && pixels.size(0) == 3) pixels = to_channels(pixels, 1);
+  if (pixels.dim() == 3 && ext == "ppm" && pixels.size(0) == 1) pixels = to_channels(pixels, 3);
+  encode_and_write(path, ext, tensor_to_mat(pixels, depth), image.alpha, depth);
+}
+
+void save_samples(const std::string& path, const ImageSamples& samples) {
+  if (samples.color.empty()) throw Error(path, "nothing to save (no pixels)");
+  const std::string ext = check_destination(path);
+  const int depth = target_depth(ext, samples.color.depth());
+  const int channels = samples.color.channels();
+  const bool as_is = depth == samples.color.depth() && (channels == 1 || channels == 3) &&
+                     !(ext == "pgm" && channels == 3) && !(ext == "ppm" && channels == 1);
+  // Conversions (depth, channels) are rare; they go through the float path so both agree exactly.
+  if (!as_is) return save_image(path, to_image_data(samples));
+  encode_and_write(path, ext, samples.color, samples.alpha, depth);
+}
+
+void save_mat(const std::string& path, const cv::Mat& mat) {
+  std::vector<uchar> encoded;
+  try {
+    if (!cv::imencode(fs::path(path).extension().string(), mat, encoded))
+      throw Error(path, "the image encoder failed");
+  } catch (const cv::Exception& e) {
+    throw Error(path, "cannot encode the image: " + e.msg);
+  }
+  write_file_atomically(path, encoded.data(), encoded.size());
+}
+
+torch::Tensor to_channels(const torch::Tensor& chw, int channels) {
+  if (chw.dim() < 3) throw Error("to_channels: expected C x H x W, got " + std::to_string(chw.dim()) + " dimensions");
+  int64_t c = chw.size(-3);
+  if (c == channels) return chw;
+  if (c == 1 && channels == 3) return torch::cat({chw, chw, chw}, -3);
+  if (c == 3 && channels == 1) {
+    auto planes = chw.unbind(-3);
+    return (0.299 * planes[0] + 0.587 * planes[1] + 0.114 * planes[2]).unsqueeze(-3);
+  }
+  throw Error("to_channels: cannot convert " + std::to_string(c) + " channels to " +
+              std::to_string(channels) + " (1 or 3 supported)");
+}
+
+bool has_image_extension(const std::string& path) {
+  static const std::set<std::string> kExtensions = {"png", "jpg", "jpeg", "bmp", "tif", "tiff",
+                                                    "webp", "pgm", "ppm", "pnm"};
+  return kExtensions.count(lower_extension(path)) > 0;
+}
+
+std::vector<std::string> list_images(const std::string& root, std::vector<Error>* unlisted) {
+  std::error_code ec;
+  fs::file_status st = fs::status(root, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw Error(root, errno_reason(ec.value()));
+  if (!fs::exists(st)) throw Error(root, "no such file or directory");
+  if (!fs::is_directory(st)) return {root};
+  // One directory_iterator per folder rather than a recursive_directory_iterator: the latter
+  // ends the whole walk at the first folder it cannot open, and one locked subfolder must not
+  // hide the thousands of readable files beside it.
+  std::vector<std::string> files;
+  std::vector<Error> problems;
+  std::vector<fs::path> pending{fs::path(root)};
+  while (!pending.empty()) {
+    const fs::path dir = std::move(pending.back());
+    pending.pop_back();
+    fs::directory_iterator it(dir, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      const fs::path& p = it->path();
+      std::error_code ignored;
+      // Links to folders are not followed (no cycles), as in the file-level rule above.
+      if (fs::is_directory(it->symlink_status(ignored))) pending.push_back(p);
+      if (!has_image_extension(p.string())) continue;
+      if (fs::is_directory(fs::status(p, ignored))) continue;  // follows links; not_found if dangling
+      files.push_back(p.string());
+    }
+    if (!ec) continue;
+    // Without the root there is nothing to list: that is the job's error, not a folder's.
+    if (dir == fs::path(root)) throw Error(root, "cannot list directory: " + errno_reason(ec.value()));
+    problems.emplace_back(dir.string(), "cannot list: " + errno_reason(ec.value()));
+    ec.clear();
+  }
+  std::sort(files.begin(), files.end());
+  std::sort(problems.begin(), problems.end(), [](const Error& a, const Error& b) { return a.path() < b.path(); });
+  if (!problems.empty() && !unlisted) throw problems.front();
+  if (unlisted) unlisted->insert(unlisted->end(), problems.begin(), problems.end());
+  return files;
+}
+
+}  // namespace bottleneck

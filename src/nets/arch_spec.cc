@@ -1,0 +1,220 @@
+#include "nets/arch_spec.h"
+
+#include <climits>
+#include <initializer_list>
+
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace bottleneck {
+namespace {
+
+// Sanity ceilings, far above anything that trains on one GPU: a corrupt or hostile spec in a
+// checkpoint must fail validation instead of asking for terabytes of weights.
+constexpr int kMaxDepth = 6;
+constexpr int kMaxChannels = 4096;
+constexpr int kMaxConvsPerLevel = 16;
+
+// ordered_json keeps the keys in the order the struct declares them, so the text is stable.
+using Json = nlohmann::ordered_json;
+
+const char* const kFieldNames[] = {
+    "kind",       "in_channels", "out_channels", "widths", "convs_per_level", "bottleneck_channels",
+    "activation", "head",        "upsample",     "depth"};
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+[[noreturn]] void invalid(const std::string& reason) { throw UsageError("arch spec", reason); }
+
+void check_one_of(const char* field, const std::string& value,
+                  std::initializer_list<const char*> allowed) {
+  std::vector<std::string> names;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    names.push_back(quoted(a));
+  }
+  invalid(std::string(field) + " must be one of " + join(names) + ", got " + quoted(value));
+}
+
+[[noreturn]] void bad_json(const std::string& reason) { throw Error("arch spec", reason); }
+
+int json_int(const Json& v, const std::string& field) {
+  if (!v.is_number_integer()) bad_json(field + " must be an integer, got " + v.dump());
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT_MAX)) bad_json(field + " is out of range: " + v.dump());
+    return static_cast<int>(u);
+  }
+  const auto i = v.get<int64_t>();
+  if (i < INT_MIN || i > INT_MAX) bad_json(field + " is out of range: " + v.dump());
+  return static_cast<int>(i);
+}
+
+std::string json_string(const Json& v, const std::string& field) {
+  if (!v.is_string()) bad_json(field + " must be a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+}  // namespace
+
+void validate(const ArchSpec& spec) {
+  check_one_of("kind", spec.kind, {"unet", "conv-ae"});
+  if (spec.in_channels != 1 && spec.in_channels != 3)
+    invalid("in_channels must be 1 or 3, got " + std::to_string(spec.in_channels));
+  if (spec.out_channels != 1 && spec.out_channels != 3)
+    invalid("out_channels must be 1 or 3, got " + std::to_string(spec.out_channels));
+  if (spec.widths.empty()) invalid("widths must not be empty");
+  if (spec.depth() > kMaxDepth)
+    invalid("depth (widths.size() - 1) must be <= " + std::to_string(kMaxDepth) + ", got " +
+            std::to_string(spec.depth()));
+  for (size_t i = 0; i < spec.widths.size(); ++i) {
+    const int w = spec.widths[i];
+    if (w <= 0 || w > kMaxChannels)
+      invalid("widths[" + std::to_string(i) + "] must be in 1.." + std::to_string(kMaxChannels) +
+              ", got " + std::to_string(w));
+  }
+  if (spec.convs_per_level < 1 || spec.convs_per_level > kMaxConvsPerLevel)
+    invalid("convs_per_level must be in 1.." + std::to_string(kMaxConvsPerLevel) + ", got " +
+            std::to_string(spec.convs_per_level));
+  if (spec.bottleneck_channels < 0 || spec.bottleneck_channels > kMaxChannels)
+    invalid("bottleneck_channels must be in 0.." + std::to_string(kMaxChannels) + ", got " +
+            std::to_string(spec.bottleneck_channels));
+  if (spec.kind == "conv-ae" && spec.bottleneck_channels == 0)
+    invalid("bottleneck_channels must be > 0 for kind \"conv-ae\", got 0");
+  check_one_of("activation", spec.activation, {"relu", "leaky_relu", "silu"});
+  check_one_of("head", spec.head, {"residual", "sigmoid", "linear"});
+  if (spec.head == "residual") {
+    if (spec.kind != "unet")
+      invalid("head \"residual\" needs kind \"unet\", got kind " + quoted(spec.kind));
+    if (spec.out_channels != spec.in_channels)
+      invalid("head \"residual\" needs out_channels == in_channels, got out_channels " +
+              std::to_string(spec.out_channels) + " and in_channels " +
+              std::to_string(spec.in_channels));
+  }
+  check_one_of("upsample", spec.upsample, {"transposed", "bilinear"});
+}
+
+std::string to_json(const ArchSpec& spec) {
+  Json j;
+  j["kind"] = spec.kind;
+  j["in_channels"] = spec.in_channels;
+  j["out_channels"] = spec.out_channels;
+  j["widths"] = spec.widths;
+  j["convs_per_level"] = spec.convs_per_level;
+  j["bottleneck_channels"] = spec.bottleneck_channels;
+  j["activation"] = spec.activation;
+  j["head"] = spec.head;
+  j["upsample"] = spec.upsample;
+  j["depth"] = spec.depth();
+  return j.dump();
+}
+
+ArchSpec arch_spec_from_json(const std::string& json_text) {
+  Json j;
+  try {
+    j = Json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    bad_json(std::string("malformed JSON: ") + e.what());
+  }
+  if (!j.is_object()) bad_json("expected a JSON object, got " + std::string(j.type_name()));
+
+  ArchSpec spec;
+  bool has_depth = false;
+  int depth = 0;
+  for (const auto& [key, v] : j.items()) {
+    if (key == "kind") {
+      spec.kind = json_string(v, key);
+    } else if (key == "in_channels") {
+      spec.in_channels = json_int(v, key);
+    } else if (key == "out_channels") {
+      spec.out_channels = json_int(v, key);
+    } else if (key == "widths") {
+      if (!v.is_array()) bad_json("widths must be an array of integers, got " + v.dump());
+      spec.widths.clear();
+      for (size_t i = 0; i < v.size(); ++i)
+        spec.widths.push_back(json_int(v[i], "widths[" + std::to_string(i) + "]"));
+    } else if (key == "convs_per_level") {
+      spec.convs_per_level = json_int(v, key);
+    } else if (key == "bottleneck_channels") {
+      spec.bottleneck_channels = json_int(v, key);
+    } else if (key == "activation") {
+      spec.activation = json_string(v, key);
+    } else if (key == "head") {
+      spec.head = json_string(v, key);
+    } else if (key == "upsample") {
+      spec.upsample = json_string(v, key);
+    } else if (key == "depth") {
+      depth = json_int(v, key);
+      has_depth = true;
+    } else {
+      std::vector<std::string> known;
+      for (const char* name : kFieldNames) known.push_back(name);
+      bad_json("unknown key " + quoted(key) + " (known: " + join(known) + ")");
+    }
+  }
+  if (has_depth && depth != spec.depth())
+    bad_json("depth " + std::to_string(depth) + " does not match widths (" +
+             std::to_string(spec.widths.size()) + " levels = depth " +
+             std::to_string(spec.depth()) + ")");
+  try {
+    validate(spec);
+  } catch (const UsageError& e) {
+    // A bad spec inside a file is a broken file, not a bad command line.
+    bad_json(e.reason());
+  }
+  return spec;
+}
+
+namespace {
+
+struct Preset {
+  const char* name;
+  ArchSpec spec;  // channels are filled in by preset_arch
+};
+
+std::vector<Preset> presets() {
+  ArchSpec unet_s;
+  unet_s.widths = {16, 32, 64, 128};
+  ArchSpec unet_m;
+  unet_m.widths = {32, 64, 128};
+  ArchSpec unet_l;
+  unet_l.widths = {32, 64, 128, 256};
+  ArchSpec conv_ae;
+  conv_ae.kind = "conv-ae";
+  conv_ae.widths = {32, 64, 128};
+  conv_ae.bottleneck_channels = 16;
+  conv_ae.head = "sigmoid";
+  return {{"unet-s", unet_s}, {"unet-m", unet_m}, {"unet-l", unet_l}, {"conv-ae", conv_ae}};
+}
+
+}  // namespace
+
+ArchSpec preset_arch(const std::string& name, int channels) {
+  if (channels != 1 && channels != 3)
+    throw UsageError("channels must be 1 or 3, got " + std::to_string(channels));
+  for (const Preset& p : presets()) {
+    if (name != p.name) continue;
+    ArchSpec spec = p.spec;
+    spec.in_channels = channels;
+    spec.out_channels = channels;
+    validate(spec);
+    return spec;
+  }
+  throw UsageError("unknown architecture preset " + quoted(name) +
+                   " (known: " + join(preset_arch_names()) + ")");
+}
+
+std::vector<std::string> preset_arch_names() {
+  std::vector<std::string> names;
+  for (const Preset& p : presets()) names.push_back(p.name);
+  return names;
+}
+
+}  // namespace bottleneck
