@@ -103,6 +103,30 @@ TEST(CameraNoise, NoiseIsSignalDependentSpatiallyAndCrossChannelCorrelated) {
   EXPECT_GT(std::abs(sd_mid - sd_dark) / sd_mid, 0.1);
 }
 
+TEST(CameraNoise, NoiseReductionSmoothsChromaHardAndLumaLightly) {
+  torch::manual_seed(3);
+  auto n = (torch::randn({3, 96, 96}) * 0.02).contiguous();
+  const auto before = n.clone();
+  auto luma = [](const torch::Tensor& t) { return 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]; };
+  auto cross = [](const torch::Tensor& t) {
+    return torch::corrcoef(t.reshape({3, -1}).to(torch::kDouble)).index({0, 2}).item<double>();
+  };
+
+  EXPECT_TRUE(torch::equal(reduce_noise(n, 0, 0), n));  // no NR: the noise as it was
+  auto chroma = reduce_noise(n, 2.0, 0);
+  EXPECT_TRUE(torch::equal(n, before));                 // the input is not changed
+  // Chroma NR keeps the luma noise and removes most of the colour-difference noise, so the
+  // channels' noise becomes correlated (white noise: about 0.1 before, as R and B share Y).
+  EXPECT_LT((luma(chroma) - luma(n)).abs().max().item<double>(), 1e-6);
+  EXPECT_LT((chroma[2] - luma(chroma)).std().item<double>(), 0.2 * (n[2] - luma(n)).std().item<double>());
+  EXPECT_LT(std::abs(cross(n)), 0.2);
+  EXPECT_GT(cross(chroma), 0.7);
+  // Luma NR lowers the luma noise and leaves the colour differences alone.
+  auto lumanr = reduce_noise(n, 0, 0.5);
+  EXPECT_LT(luma(lumanr).std().item<double>(), 0.8 * luma(n).std().item<double>());
+  EXPECT_LT(((lumanr[0] - luma(lumanr)) - (n[0] - luma(n))).abs().max().item<double>(), 1e-6);
+}
+
 TEST(CameraNoise, LevelsSpanRealPhotosAndGrowWithShotNoise) {
   auto x = smooth_image(96, 96);
   double previous = 0;

@@ -73,7 +73,7 @@ at::Tensor checked_rgb(const at::Tensor& t, const char* what) {
 CameraDraw draw_camera(const CameraNoiseParams& params, at::Generator& gen) {
   // A fixed number of draws in a fixed order, whatever the parameters, so that a batch's noise
   // is a function of its seed alone.
-  const std::vector<double> u = uniforms(14, gen);
+  const std::vector<double> u = uniforms(16, gen);
   CameraDraw d;
   double weights[4], total = 0;
   for (int k = 0; k < 4; ++k) total += weights[k] = u[k];
@@ -97,6 +97,8 @@ CameraDraw draw_camera(const CameraNoiseParams& params, at::Generator& gen) {
     d.read = std::exp(2.18 * log_shot + 1.20 + 0.26 * normal(9));
   }
   d.edge_aware = u[11] < 0.5;
+  d.chroma_sigma = 3 * u[14];
+  d.luma_blend = 0.5 * u[15];
   if (u[12] < params.jpeg_probability) d.jpeg_quality = 70 + std::min(28, static_cast<int>(u[13] * 29));
   return d;
 }
@@ -192,6 +194,32 @@ at::Tensor process(const at::Tensor& bayer, const CameraDraw& d) {
   return out;
 }
 
+at::Tensor reduce_noise(const at::Tensor& noise, double chroma_sigma, double luma_blend) {
+  at::Tensor n = checked_rgb(noise, "noise reduction").clone();  // changed in place below
+  if (chroma_sigma <= 0 && luma_blend <= 0) return n;
+  const int h = static_cast<int>(n.size(1)), w = static_cast<int>(n.size(2));
+  float* p = n.data_ptr<float>();
+  cv::Mat r(h, w, CV_32F, p), g(h, w, CV_32F, p + static_cast<int64_t>(h) * w), b(h, w, CV_32F, p + 2 * static_cast<int64_t>(h) * w);
+  cv::Mat y = 0.299 * r + 0.587 * g + 0.114 * b;
+  cv::Mat cb = b - y, cr = r - y;
+  if (chroma_sigma > 0) {
+    cv::GaussianBlur(cb, cb, cv::Size(), chroma_sigma, chroma_sigma, cv::BORDER_REFLECT);
+    cv::GaussianBlur(cr, cr, cv::Size(), chroma_sigma, chroma_sigma, cv::BORDER_REFLECT);
+  }
+  if (luma_blend > 0) {
+    cv::Mat blurred;
+    cv::GaussianBlur(y, blurred, cv::Size(), 1.0, 1.0, cv::BORDER_REFLECT);
+    y = (1 - luma_blend) * y + luma_blend * blurred;
+  }
+  // Back to RGB in place (n owns the data, r/g/b view it).
+  cv::Mat r2 = y + cr, b2 = y + cb;
+  cv::Mat g2 = (y - 0.299 * r2 - 0.114 * b2) / 0.587;
+  r2.copyTo(r);
+  g2.copyTo(g);
+  b2.copyTo(b);
+  return n;
+}
+
 at::Tensor add_camera_noise(const at::Tensor& clean, const CameraNoiseParams& params, at::Generator& gen) {
   if (clean.dim() != 3 || (clean.size(0) != 1 && clean.size(0) != 3))
     throw Error("camera noise: expected a 1 x H x W or 3 x H x W image");
@@ -204,7 +232,7 @@ at::Tensor add_camera_noise(const at::Tensor& clean, const CameraNoiseParams& pa
   // Both are processed, so that only the noise (not the demosaicing) differs; the noise field is
   // drawn even at zero noise to keep the generator's stream independent of the parameters.
   const at::Tensor noisy_bayer = add_sensor_noise(bayer, d.shot, d.read, gen);
-  at::Tensor y = rgb + (process(noisy_bayer, d) - process(bayer, d));
+  at::Tensor y = rgb + reduce_noise(process(noisy_bayer, d) - process(bayer, d), d.chroma_sigma, d.luma_blend);
   if (gray) y = y.mean(0, /*keepdim=*/true);
   y = (y.clamp(0, 1) * 255).round_();
 
