@@ -38,6 +38,8 @@ Command eval_command();
 Command export_command();
 Command info_command();
 Command train_command();
+Command compress_command();
+Command decompress_command();
 
 // Helpers for command implementations.
 template <typename T>

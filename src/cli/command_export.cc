@@ -3,14 +3,17 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "codec/codec_file.h"
 #include "formats/exporter.h"
+#include "util/text_format.h"
 
 namespace bottleneck::cli {
 
 Command export_command() {
   Command c;
   c.name = "export";
-  c.summary = "write a checkpoint as a TorchScript model for Python or C++ (torch.jit.load)";
+  c.summary = "write a checkpoint as a TorchScript model for Python or C++ (torch.jit.load), or a codec checkpoint "
+              "as a codec model file (.bnm) for compress/decompress";
   c.add_options = [](cxxopts::Options& o) {
     o.add_options("Export")
         ("checkpoint", "training checkpoint to export (e.g. RUN_DIR/best.ckpt)", cxxopts::value<std::string>())
@@ -19,8 +22,20 @@ Command export_command() {
          cxxopts::value<std::string>());
   };
   c.run = [](const cxxopts::ParseResult& r, const Context& ctx) {
+    // A codec checkpoint (train --task compress) becomes the model file compress and decompress
+    // read: its own format, told apart by content.
+    const std::string checkpoint = get_or<std::string>(r, "checkpoint", "");
+    if (codec_file_kind(checkpoint) == CodecFileKind::kCheckpoint) {
+      const CodecExportResult result = export_codec_model(checkpoint, get_or<std::string>(r, "output", ""));
+      ctx.log.info("wrote ", result.info.path, ": codec model ", model_id_hex(result.info.id), ", N=",
+                   result.info.spec.n, " M=", result.info.spec.m, " ", result.info.spec.activation, ", ",
+                   result.info.spec.rates, " rates, ", result.parameters, " parameters, ",
+                   fixed(static_cast<double>(result.bytes) / 1e6, 2), " MB, trained ", result.info.iteration,
+                   " iterations");
+      return 0;
+    }
     ExportOptions options;
-    options.checkpoint = get_or<std::string>(r, "checkpoint", "");
+    options.checkpoint = checkpoint;
     options.output = get_or<std::string>(r, "output", "");
     // The global --device defaults to auto, which would tie the file to a GPU merely because the
     // exporting machine has one: only an explicit --device moves the weights off the CPU.

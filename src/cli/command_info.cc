@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "codec/codec_file.h"
+#include "codec/compressor.h"
 #include "util/error.h"
 #include "formats/exporter.h"
 #include "formats/model_file.h"
@@ -10,19 +12,68 @@
 
 namespace bottleneck::cli {
 
+namespace {
+
+int print_compressed(const std::string& path) {
+  const ParsedContainer f = read_compressed_file(path);
+  const ContainerHeader& h = f.header;
+  uint64_t payload = 0;
+  for (const auto& p : f.payloads) payload += p.size();
+  const uint64_t bytes = payload + 52 + 16 * h.streams.size();
+  std::cout << "file:             " << path << "\n"
+            << "kind:             compressed image (.bnc v" << f.format_version << ")\n"
+            << "image:            " << h.width << " x " << h.height << ", " << (h.channels == 1 ? "gray" : "RGB") << ", "
+            << int{h.bit_depth} << "-bit original" << (h.bit_depth == 16 ? " (coded at 8-bit precision)" : "") << "\n"
+            << "quality:          " << std::setprecision(6) << h.quality << "\n"
+            << "model id:         " << model_id_hex(h.model_id) << "\n";
+  for (size_t i = 0; i < h.streams.size(); ++i)
+    std::cout << "latent stream " << i << ":  " << h.streams[i].channels << " x " << h.streams[i].height << " x "
+              << h.streams[i].width << ", " << f.payloads[i].size() << " bytes\n";
+  std::cout << "size:             " << bytes << " bytes, " << std::fixed << std::setprecision(4)
+            << 8.0 * static_cast<double>(bytes) / (static_cast<double>(h.width) * h.height) << " bpp\n";
+  return 0;
+}
+
+int print_codec_model(const std::string& path) {
+  const LoadedCodec codec = load_codec_model(path);
+  const CodecModelInfo& info = codec.info;
+  int64_t parameters = 0;
+  for (const auto& p : codec.model->parameters()) parameters += p.numel();
+  std::cout << "file:             " << path << "\n"
+            << "kind:             codec model (" << kCodecModelFormat << " v" << info.format_version << ")\n"
+            << "written by:       bottleneck " << info.project_version << "\n"
+            << "model id:         " << model_id_hex(info.id) << "\n"
+            << "codec:            " << to_json(info.spec) << "\n"
+            << "parameters:       " << parameters << "\n"
+            << "MACs per pixel:   " << std::fixed << std::setprecision(0) << codec.model->macs_per_pixel() << "\n"
+            << "lambdas:          ";
+  for (size_t i = 0; i < info.lambdas.size(); ++i) std::cout << (i ? ", " : "") << std::setprecision(4) << info.lambdas[i];
+  std::cout << " (quality 1 .. 100)\n"
+            << "iterations:       " << info.iteration << "\n"
+            << "best val RD:      ";
+  if (std::isfinite(info.best_val_rd)) std::cout << std::setprecision(4) << info.best_val_rd << "\n";
+  else std::cout << "(not validated)\n";
+  return 0;
+}
+
+}  // namespace
+
 Command info_command() {
   Command c;
   c.name = "info";
-  c.summary = "describe a model file (checkpoint or exported TorchScript): network, training, versions";
+  c.summary = "describe a model file (checkpoint, exported TorchScript, codec model) or a compressed .bnc image";
   c.positional_help = "FILE";
   c.positionals = {"file"};
   c.add_options = [](cxxopts::Options& o) {
-    o.add_options("Input")("file", "checkpoint (.ckpt) or exported model (.pt)", cxxopts::value<std::string>());
+    o.add_options("Input")("file", "checkpoint (.ckpt), exported model (.pt), codec model (.bnm) or compressed image (.bnc)", cxxopts::value<std::string>());
   };
   c.run = [](const cxxopts::ParseResult& r, const Context&) {
     if (!r.count("file")) throw UsageError("info: give a model file");
+    const std::string path = r["file"].as<std::string>();
+    if (is_compressed_file(path)) return print_compressed(path);
+    if (codec_file_kind(path) == CodecFileKind::kModel) return print_codec_model(path);
     // The metadata does not depend on the device; the CPU keeps `info` usable on any machine.
-    const std::unique_ptr<InferenceModel> model = load_model(r["file"].as<std::string>(), c10::Device(c10::kCPU));
+    const std::unique_ptr<InferenceModel> model = load_model(path, c10::Device(c10::kCPU));
     const ModelInfo& info = model->info();
     const Autoencoder net = make_model(info.arch);
     const bool exported = info.file_kind == "torchscript";

@@ -1,0 +1,441 @@
+// The learned codec as users run it: model files, compress/decompress of one image, the folder
+// jobs and the CLI. Tiny untrained models (N=8, M=12) keep every case to a fraction of a second;
+// their gains are scaled up so that latents spread over many symbols and the rate visibly
+// depends on the quality.
+
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include "codec/codec_file.h"
+#include "codec/codec_jobs.h"
+#include "codec/codec_trainer.h"
+#include "codec/compressor.h"
+#include "image/image_io.h"
+#include "test_util.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace bottleneck {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+const std::vector<double> kLambdas = {0.002, 0.01, 0.05};
+
+// A tiny codec trained for a few seconds on synthetic pictures (rate + lambda distortion,
+// uniform noise, every rate in each batch): enough for the rate and the quality to grow with
+// the gain as in a real model, which an untrained one does not show.
+CodecModel tiny_model(uint64_t seed, int steps = 150) {
+  torch::manual_seed(seed);
+  CodecSpec spec;
+  spec.n = 8;
+  spec.m = 12;
+  spec.activation = "gdn";
+  spec.rates = static_cast<int>(kLambdas.size());
+  CodecModel model(spec, kLambdas);
+  std::vector<torch::Tensor> pictures;
+  for (uint64_t k = 0; k < 3; ++k) pictures.push_back(test::synthetic_image(3, 48, 48, seed * 10 + k));
+  const torch::Tensor x = torch::stack(pictures);
+  const torch::Tensor rates = torch::tensor({0, 1, 2}, torch::kLong);
+  const torch::Tensor lambdas = torch::tensor(kLambdas, torch::kDouble).to(torch::kFloat);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-2));
+  for (int step = 0; step < steps; ++step) {
+    adam.zero_grad();
+    const CodecOutput out = model->forward(x, model->gains(rates), model->inverse_gains(rates), gen);
+    const torch::Tensor mse = (out.x_hat - x).pow(2).mean({1, 2, 3});
+    const torch::Tensor loss = (lambdas * 65025 * mse + bits_per_pixel(out.likelihoods, 48 * 48)).mean();
+    loss.backward();
+    adam.step();
+  }
+  return model;
+}
+
+std::string write_tiny_model(const std::string& path, uint64_t seed, int steps = 150) {
+  CodecModel model = tiny_model(seed, steps);
+  CodecModelInfo meta;
+  meta.lambdas = kLambdas;
+  meta.iteration = 0;
+  meta.best_val_rd = std::nan("");
+  meta.checkpoint_project_version = "test";
+  write_codec_model(path, *model, meta);
+  return path;
+}
+
+cv::Mat test_image(int channels, int height, int width, uint64_t seed) {
+  return tensor_to_mat(test::synthetic_image(channels, height, width, seed), CV_8U);
+}
+
+std::vector<uint8_t> file_bytes(const std::string& path) {
+  const std::string s = read_file(path);
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+class CodecCompress : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    model_path_ = new std::string(write_tiny_model(*dir_ / "tiny.bnm", 1));
+  }
+  static void TearDownTestSuite() {
+    delete model_path_;
+    delete dir_;
+  }
+  void SetUp() override { codec_ = load_codec_model(*model_path_); }
+
+  static TempDir* dir_;
+  static std::string* model_path_;
+  LoadedCodec codec_;
+};
+TempDir* CodecCompress::dir_ = nullptr;
+std::string* CodecCompress::model_path_ = nullptr;
+
+CodecTarget quality(double q) {
+  CodecTarget t;
+  t.quality = q;
+  return t;
+}
+
+TEST_F(CodecCompress, DecodeEqualsTheModelsQuantisedReconstructionForOddSizesGrayAndColour) {
+  struct Case {
+    int channels, height, width;
+    double quality;
+  };
+  for (const Case& c : {Case{3, 37, 29, 50}, Case{1, 23, 41, 77.3}, Case{3, 16, 16, 1}, Case{1, 1, 1, 100}}) {
+    SCOPED_TRACE(std::to_string(c.channels) + "x" + std::to_string(c.height) + "x" + std::to_string(c.width));
+    const cv::Mat image = test_image(c.channels, c.height, c.width, 7);
+    const CompressedImage z = compress_image(codec_, image, quality(c.quality));
+    EXPECT_EQ(z.quality, static_cast<float>(c.quality));
+    const DecompressedImage d = decompress_image(codec_, z.bytes.data(), z.bytes.size(), "x.bnc");
+    EXPECT_EQ(d.header.width, static_cast<uint32_t>(c.width));
+    EXPECT_EQ(d.header.height, static_cast<uint32_t>(c.height));
+    EXPECT_EQ(d.header.channels, c.channels);
+    EXPECT_EQ(d.header.bit_depth, 8);
+    ASSERT_EQ(d.image.channels(), c.channels);  // gray decodes to gray
+    ASSERT_EQ(d.image.rows, c.height);
+    ASSERT_EQ(d.image.cols, c.width);
+    const torch::Tensor expected = quantised_reconstruction(codec_, mat_to_tensor(image), z.quality);
+    EXPECT_TRUE(torch::equal(d.pixels, expected));
+    EXPECT_EQ(cv::norm(d.image, tensor_to_mat(expected, CV_8U), cv::NORM_INF), 0);
+    EXPECT_EQ(d.symbols.size(0), 12);
+    EXPECT_EQ(d.symbols.size(1), (c.height + 15) / 16);
+    EXPECT_NEAR(z.bpp, 8.0 * static_cast<double>(z.bytes.size()) / (c.height * c.width), 1e-12);
+  }
+}
+
+TEST_F(CodecCompress, SymbolsAndBytesIdenticalOnOneAndTwoThreads) {
+  const int threads = at::get_num_threads();
+  const cv::Mat image = test_image(3, 70, 53, 3);
+  at::set_num_threads(1);
+  const CompressedImage one = compress_image(codec_, image, quality(60));
+  const DecompressedImage d1 = decompress_image(codec_, one.bytes.data(), one.bytes.size(), "one");
+  at::set_num_threads(2);
+  const CompressedImage two = compress_image(codec_, image, quality(60));
+  const DecompressedImage d2 = decompress_image(codec_, one.bytes.data(), one.bytes.size(), "one");
+  at::set_num_threads(threads);
+  EXPECT_EQ(one.bytes, two.bytes);
+  EXPECT_TRUE(torch::equal(d1.symbols, d2.symbols));
+  EXPECT_LE(cv::norm(d1.image, d2.image, cv::NORM_INF), 1);
+}
+
+// On the shipped model: a few seconds of training (tiny_model) leave the lowest rates' latents
+// off their medians, where the smallest gains cost a few bytes more than the next ones.
+TEST(CodecShipped, QualityIsMonotoneInBytes) {
+  const std::string path = std::string(BOTTLENECK_SOURCE_DIR) + "/models/codec.bnm";
+  if (!fs::exists(path)) GTEST_SKIP() << "no shipped codec model";
+  LoadedCodec codec = load_codec_model(path);
+  const cv::Mat image = test_image(3, 96, 128, 5);
+  size_t previous = 0, first = 0;
+  for (double q : {1.0, 10.0, 25.5, 50.0, 66.0, 75.0, 90.0, 100.0}) {
+    const size_t bytes = compress_image(codec, image, quality(q)).bytes.size();
+    EXPECT_GE(bytes, previous) << "quality " << q;
+    if (q == 1.0) first = bytes;
+    previous = bytes;
+  }
+  EXPECT_GT(previous, first + first / 2);  // the range is real, not a flat line
+}
+
+TEST_F(CodecCompress, BppAndPsnrSearchesLandOnTheirTargets) {
+  const cv::Mat image = test_image(3, 96, 112, 9);
+  const double low = compress_image(codec_, image, quality(1)).bpp, high = compress_image(codec_, image, quality(100)).bpp;
+  ASSERT_GT(high, low * 1.5);
+  CodecTarget t;
+  t.bpp = (low + high) / 2;
+  const CompressedImage z = compress_image(codec_, image, t);
+  EXPECT_TRUE(z.target_reached);
+  EXPECT_LE(z.bpp, *t.bpp);
+  EXPECT_GE(z.bpp, *t.bpp * 0.95);
+  EXPECT_GT(z.quality, 1);
+  EXPECT_LT(z.quality, 100);
+  EXPECT_GT(z.encodings, 10);
+
+  t.bpp = low / 4;  // below the lowest quality's size: quality 1, said so
+  const CompressedImage floor = compress_image(codec_, image, t);
+  EXPECT_FALSE(floor.target_reached);
+  EXPECT_EQ(floor.quality, 1.0f);
+
+  const double p_low = compress_image(codec_, image, quality(1)).psnr, p_high = compress_image(codec_, image, quality(100)).psnr;
+  ASSERT_GT(p_high, p_low + 0.5);
+  CodecTarget p;
+  p.psnr = (p_low + p_high) / 2;
+  const CompressedImage zp = compress_image(codec_, image, p);
+  EXPECT_TRUE(zp.target_reached);
+  EXPECT_GE(zp.psnr, *p.psnr);
+  // The bisection stops 0.025 quality above the lowest quality that reaches it.
+  EXPECT_LT(compress_image(codec_, image, quality(std::max(1.0, zp.quality - 0.05))).psnr, *p.psnr + 0.5);
+}
+
+TEST_F(CodecCompress, TargetsOutOfRangeOrTogetherAreUsageErrors) {
+  for (const CodecTarget& t : {quality(0), quality(100.5), quality(std::nan(""))}) EXPECT_THROW(validate(t), UsageError);
+  CodecTarget both = quality(50);
+  both.bpp = 1;
+  EXPECT_THROW(validate(both), UsageError);
+  CodecTarget bpp;
+  bpp.bpp = 0;
+  EXPECT_THROW(validate(bpp), UsageError);
+}
+
+TEST_F(CodecCompress, WrongModelNamesTheModelTheFileNeeds) {
+  TempDir dir;
+  LoadedCodec other = load_codec_model(write_tiny_model(dir / "other.bnm", 2, 0));
+  ASSERT_NE(other.info.id, codec_.info.id);
+  const CompressedImage z = compress_image(codec_, test_image(3, 20, 20, 1), quality(50));
+  try {
+    decompress_image(other, z.bytes.data(), z.bytes.size(), "pic.bnc");
+    FAIL() << "decoded with the wrong model";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidData);
+    EXPECT_NE(std::string(e.what()).find(model_id_hex(codec_.info.id)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pic.bnc"), std::string::npos);
+  }
+}
+
+TEST_F(CodecCompress, DamagedFilesGiveOneLineErrorsOfTheirKind) {
+  const CompressedImage z = compress_image(codec_, test_image(3, 33, 31, 1), quality(50));
+  auto kind_of = [&](std::vector<uint8_t> bytes) {
+    try {
+      decompress_image(codec_, bytes.data(), bytes.size(), "f.bnc");
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+      return e.kind();
+    }
+    return ErrorKind::kFailed;
+  };
+  std::vector<uint8_t> cut(z.bytes.begin(), z.bytes.begin() + static_cast<long>(z.bytes.size() / 2));
+  EXPECT_EQ(kind_of(cut), ErrorKind::kCorrupt);
+  std::vector<uint8_t> future = z.bytes;
+  future[8] = 2;
+  EXPECT_EQ(kind_of(future), ErrorKind::kUnsupported);
+  std::vector<uint8_t> flipped = z.bytes;
+  flipped[flipped.size() - 10] ^= 0x40;
+  EXPECT_EQ(kind_of(flipped), ErrorKind::kCorrupt);
+}
+
+TEST_F(CodecCompress, SixteenBitInputIsCodedAtEightBitsAndComesBackSixteen) {
+  cv::Mat eight = test_image(3, 24, 24, 4), sixteen;
+  eight.convertTo(sixteen, CV_16U, 257.0);
+  const CompressedImage a = compress_image(codec_, eight, quality(40));
+  const CompressedImage b = compress_image(codec_, sixteen, quality(40));
+  const DecompressedImage d = decompress_image(codec_, b.bytes.data(), b.bytes.size(), "b");
+  EXPECT_EQ(d.header.bit_depth, 16);
+  EXPECT_EQ(d.image.depth(), CV_16U);
+  EXPECT_EQ(b.psnr, a.psnr);  // the same 8-bit samples were coded
+  // Same latent payload (bytes 64 .. end - 4 of a one-stream file); the headers differ in the depth.
+  ASSERT_EQ(a.bytes.size(), b.bytes.size());
+  EXPECT_TRUE(std::equal(a.bytes.begin() + 64, a.bytes.end() - 4, b.bytes.begin() + 64));
+  EXPECT_EQ(a.bytes[11], 8);
+  EXPECT_EQ(b.bytes[11], 16);
+}
+
+TEST_F(CodecCompress, ModelFileRoundTripsAndChecksItsId) {
+  const LoadedCodec again = load_codec_model(*model_path_);
+  EXPECT_EQ(again.info.id, codec_.info.id);
+  EXPECT_EQ(again.info.lambdas, kLambdas);
+  EXPECT_EQ(again.prior.tables.size(), 12u);
+  // The same weights give the same id; other weights another.
+  EXPECT_EQ(codec_model_id(*tiny_model(1, 0), {}), codec_model_id(*tiny_model(1, 0), {}));
+  EXPECT_NE(codec_model_id(*tiny_model(1, 0), {}), codec_model_id(*tiny_model(2, 0), {}));
+  EXPECT_EQ(codec_file_kind(*model_path_), CodecFileKind::kModel);
+  TempDir dir;
+  std::ofstream(dir / "junk.bnm") << "not a model";
+  EXPECT_EQ(codec_file_kind(dir / "junk.bnm"), CodecFileKind::kNone);
+  EXPECT_THROW(load_codec_model(dir / "junk.bnm"), Error);
+}
+
+TEST_F(CodecCompress, FolderJobGoesOnPastBadFilesAndMirrorsTheTree) {
+  TempDir dir;
+  fs::create_directories(dir / "in/sub");
+  cv::imwrite(dir / "in/a.png", test_image(3, 30, 20, 1));
+  cv::imwrite(dir / "in/sub/b.png", test_image(1, 17, 19, 2));
+  std::ofstream(dir / "in/bad.png") << "this is no PNG";
+  cv::Mat rgba(10, 10, CV_8UC4, cv::Scalar(1, 2, 3, 128));
+  cv::imwrite(dir / "in/alpha.png", rgba);
+  CompressOptions o;
+  o.inputs = {dir / "in"};
+  o.output = dir / "out";
+  o.model = *model_path_;
+  const Logger quiet(LogLevel::kQuiet);
+  const CodecJobReport r = compress_files(o, quiet);
+  EXPECT_EQ(r.done, 2);
+  EXPECT_EQ(r.failed, 2);
+  ASSERT_EQ(r.failures.size(), 2u);
+  EXPECT_NE(r.failures[0].find("alpha.png"), std::string::npos);
+  EXPECT_NE(r.failures[0].find("alpha channel"), std::string::npos);
+  EXPECT_NE(r.failures[1].find("bad.png"), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir / "out/a.bnc"));
+  EXPECT_TRUE(fs::exists(dir / "out/sub/b.bnc"));
+
+  o.skip_existing = true;
+  const CodecJobReport again = compress_files(o, quiet);
+  EXPECT_EQ(again.skipped, 2);
+  EXPECT_EQ(again.done, 0);
+
+  DecompressOptions d;
+  d.inputs = {dir / "out"};
+  d.output = dir / "back";
+  d.model = *model_path_;
+  const CodecJobReport back = decompress_files(d, quiet);
+  EXPECT_EQ(back.done, 2);
+  EXPECT_EQ(back.failed, 0);
+  EXPECT_EQ(cv::imread(dir / "back/sub/b.png", cv::IMREAD_UNCHANGED).channels(), 1);
+  EXPECT_EQ(cv::imread(dir / "back/a.png", cv::IMREAD_UNCHANGED).size(), cv::Size(20, 30));
+
+  // Decompressing beside the inputs must not replace a user's NAME.png there.
+  cv::imwrite(dir / "out/a.png", test_image(3, 30, 20, 9));
+  const std::vector<uint8_t> original = file_bytes(dir / "out/a.png");
+  d.output = dir / "out";
+  const CodecJobReport beside = decompress_files(d, quiet);
+  EXPECT_EQ(beside.failed, 1);
+  EXPECT_EQ(file_bytes(dir / "out/a.png"), original);
+}
+
+TEST_F(CodecCompress, JobsRefuseToWriteOverAnInputOrToMergeTwoInputs) {
+  TempDir dir;
+  cv::imwrite(dir / "x.png", test_image(3, 16, 16, 1));
+  cv::imwrite(dir / "x.jpg", test_image(3, 16, 16, 1));
+  CompressOptions o;
+  o.inputs = {dir / "x.png", dir / "x.jpg"};
+  o.output = dir / "out";
+  o.model = *model_path_;
+  EXPECT_THROW(compress_files(o, Logger(LogLevel::kQuiet)), UsageError);
+
+  o.inputs = {dir / "x.png"};
+  o.output = dir / "x.bnc";
+  compress_files(o, Logger(LogLevel::kQuiet));
+  fs::create_hard_link(dir / "x.bnc", dir / "link.png");
+  DecompressOptions d;
+  d.inputs = {dir / "x.bnc"};
+  d.output = dir / "link.png";
+  d.model = *model_path_;
+  EXPECT_THROW(decompress_files(d, Logger(LogLevel::kQuiet)), UsageError);
+}
+
+// The CLI, as a subprocess: options, exit codes, one-line errors, determinism across ISAs.
+class CodecCli : public CodecCompress {};
+
+std::string sh(const std::string& s) { return "'" + s + "'"; }
+
+TEST_F(CodecCli, OutOfRangeOptionsExitTwo) {
+  TempDir dir;
+  cv::imwrite(dir / "x.png", test_image(3, 16, 16, 1));
+  for (const char* opt : {"--quality 0", "--quality 101", "--bpp 0", "--psnr -3", "--quality 50 --bpp 1"}) {
+    const auto r = test::run_cli("compress " + sh(dir / "x.png") + " -o " + sh(dir / "o") + " --model " +
+                                 sh(*model_path_) + " " + std::string(opt));
+    EXPECT_EQ(r.exit_code, 2) << opt << ": " << r.output;
+  }
+  EXPECT_EQ(test::run_cli("compress -o " + sh(dir / "o")).exit_code, 2);
+}
+
+TEST_F(CodecCli, TruncatedAndBadFilesFailWithOneLineAndTheJobGoesOn) {
+  TempDir dir;
+  cv::imwrite(dir / "x.png", test_image(3, 40, 24, 1));
+  const auto c = test::run_cli("compress " + sh(dir / "x.png") + " -o " + sh(dir / "z") + " --model " +
+                               sh(*model_path_) + " --quality 60");
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  std::vector<uint8_t> bytes = file_bytes(dir / "z/x.bnc");
+  fs::create_directories(dir / "in");
+  fs::copy_file(dir / "z/x.bnc", dir / "in/good.bnc");
+  write_file_atomically(dir / "in/cut.bnc", bytes.data(), bytes.size() - 7);
+  const auto d = test::run_cli("decompress " + sh(dir / "in") + " -o " + sh(dir / "out") + " --model " +
+                               sh(*model_path_));
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_NE(d.output.find("cut.bnc: truncated"), std::string::npos) << d.output;
+  EXPECT_NE(d.output.find("decompressed 1, skipped 0, failed 1"), std::string::npos) << d.output;
+  EXPECT_TRUE(fs::exists(dir / "out/good.png"));
+  EXPECT_FALSE(fs::exists(dir / "out/cut.png"));
+
+  const auto one = test::run_cli("decompress " + sh(dir / "in/cut.bnc") + " -o " + sh(dir / "cut.png") +
+                                 " --model " + sh(*model_path_) + " -q");
+  EXPECT_EQ(one.exit_code, 1);
+  size_t lines = 0;
+  for (char ch : one.output) lines += ch == '\n';
+  EXPECT_EQ(lines, 2u) << one.output;  // the file's line and the summary
+
+  const auto info = test::run_cli("info " + sh(dir / "z/x.bnc"));
+  EXPECT_EQ(info.exit_code, 0);
+  EXPECT_NE(info.output.find("24 x 40, RGB"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find(model_id_hex(codec_.info.id)), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("quality:          60"), std::string::npos) << info.output;
+  const auto bad_info = test::run_cli("info " + sh(dir / "in/cut.bnc"));
+  EXPECT_EQ(bad_info.exit_code, 1);
+  EXPECT_NE(bad_info.output.find("truncated"), std::string::npos);
+}
+
+TEST_F(CodecCli, BytesIdenticalAndPixelsWithinOneLevelUnderAnAvx2Cap) {
+  TempDir dir;
+  cv::imwrite(dir / "x.png", test_image(3, 75, 61, 11));
+  const std::string model = " --model " + sh(*model_path_);
+  auto compress = [&](const std::string& env, const std::string& out) {
+    return test::run_command(env + " " + sh(BOTTLENECK_CLI_PATH) + " compress " + sh(dir / "x.png") + " -o " +
+                             sh(dir / out) + model + " --quality 70 --threads 2");
+  };
+  auto decompress = [&](const std::string& env, const std::string& in, const std::string& out) {
+    return test::run_command(env + " " + sh(BOTTLENECK_CLI_PATH) + " decompress " + sh(dir / in) + " -o " +
+                             sh(dir / out) + model + " --threads 1");
+  };
+  ASSERT_EQ(compress("env -u ONEDNN_MAX_CPU_ISA", "default.bnc").exit_code, 0);
+  ASSERT_EQ(compress("ONEDNN_MAX_CPU_ISA=AVX2", "avx2.bnc").exit_code, 0);
+  EXPECT_EQ(file_bytes(dir / "default.bnc"), file_bytes(dir / "avx2.bnc"));
+  ASSERT_EQ(decompress("env -u ONEDNN_MAX_CPU_ISA", "default.bnc", "default.png").exit_code, 0);
+  ASSERT_EQ(decompress("ONEDNN_MAX_CPU_ISA=AVX2", "default.bnc", "avx2.png").exit_code, 0);
+  const cv::Mat a = cv::imread(dir / "default.png", cv::IMREAD_UNCHANGED), b = cv::imread(dir / "avx2.png", cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_LE(cv::norm(a, b, cv::NORM_INF), 1);
+}
+
+TEST_F(CodecCli, ExportsACodecCheckpointThatInfoDescribes) {
+  TempDir dir;
+  CodecModel model = tiny_model(3, 0);
+  CodecCheckpointInfo ck;
+  ck.spec = model->spec();
+  ck.lambdas = kLambdas;
+  ck.iteration = 123;
+  ck.best_val_rd = 4.5;
+  ck.project_version = "test";
+  save_codec_checkpoint(dir / "run.ckpt", *model, nullptr, ck);
+  const auto e = test::run_cli("export --checkpoint " + sh(dir / "run.ckpt") + " --output " + sh(dir / "m.bnm"));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  const LoadedCodec loaded = load_codec_model(dir / "m.bnm");
+  EXPECT_EQ(loaded.info.iteration, 123);
+  EXPECT_NE(e.output.find(model_id_hex(loaded.info.id)), std::string::npos) << e.output;
+  const auto i = test::run_cli("info " + sh(dir / "m.bnm"));
+  EXPECT_EQ(i.exit_code, 0);
+  EXPECT_NE(i.output.find("codec model"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("iterations:       123"), std::string::npos) << i.output;
+  // A checkpoint given to compress is told how to make the model file.
+  cv::imwrite(dir / "x.png", test_image(3, 16, 16, 1));
+  const auto c = test::run_cli("compress " + sh(dir / "x.png") + " -o " + sh(dir / "o") + " --model " +
+                               sh(dir / "run.ckpt"));
+  EXPECT_EQ(c.exit_code, 1);
+  EXPECT_NE(c.output.find("bottleneck export"), std::string::npos) << c.output;
+}
+
+}  // namespace
+}  // namespace bottleneck
