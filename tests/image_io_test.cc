@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include "util/error.h"
@@ -479,16 +480,168 @@ TEST(ImageIo, SamplesAgreeWithTheFloatPathExactly) {
     }
     for (const std::string ext : {"png", "jpg", "tif", "pgm", "ppm"}) {
       const std::string a = dir / ("s-" + name + "." + ext), b = dir / ("i-" + name + "." + ext);
+      if (!image.alpha.empty() && ext != "png" && ext != "tif") {
+        // Both refuse to drop a (random, so not opaque) alpha plane.
+        expect_error([&] { save_samples(a, samples); }, a, "cannot store");
+        expect_error([&] { save_image(b, image); }, b, "cannot store");
+        continue;
+      }
       save_samples(a, samples);
       save_image(b, image);
       EXPECT_EQ(read_bytes(a), read_bytes(b)) << name << " as " << ext;
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 35);
+  EXPECT_EQ(compared, 35 - 2 * 3);
   // The same checks as save_image.
   expect_error([&] { save_samples(dir / "x.unknown", load_samples(dir / "g8.png")); }, dir / "x.unknown",
                "unknown image format");
+}
+
+// PNG `bytes` with a chunk of `type` and `data` inserted after IHDR (CRC included).
+std::string with_png_chunk(const std::string& bytes, const std::string& type, const std::string& data) {
+  std::string chunk;
+  for (int k = 3; k >= 0; --k) chunk += static_cast<char>((data.size() >> (8 * k)) & 0xFF);
+  const std::string body = type + data;
+  const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+  chunk += body;
+  for (int k = 3; k >= 0; --k) chunk += static_cast<char>((crc >> (8 * k)) & 0xFF);
+  const size_t after_ihdr = 8 + 8 + 13 + 4;
+  return bytes.substr(0, after_ihdr) + chunk + bytes.substr(after_ihdr);
+}
+
+std::string png_bytes(const cv::Mat& mat) {
+  std::vector<uchar> encoded;
+  EXPECT_TRUE(cv::imencode(".png", mat, encoded));
+  return std::string(encoded.begin(), encoded.end());
+}
+
+// An uncompressed little-endian gray + alpha TIFF (OpenCV cannot write one).
+std::string gray_alpha_tiff(int w, int h, const std::string& samples) {
+  struct Entry { uint16_t tag, type; uint32_t count, value; };
+  const std::vector<Entry> entries = {{256, 3, 1, uint32_t(w)}, {257, 3, 1, uint32_t(h)}, {258, 3, 2, 8 | (8 << 16)},
+                                      {259, 3, 1, 1}, {262, 3, 1, 1}, {273, 4, 1, 134}, {277, 3, 1, 2},
+                                      {278, 3, 1, uint32_t(h)}, {279, 4, 1, uint32_t(samples.size())},
+                                      {338, 3, 1, 2}};  // one extra sample: unassociated alpha
+  std::string b("II*\0\x08\0\0\0", 8);
+  auto put = [&](uint64_t v, int n) { for (int k = 0; k < n; ++k) b += static_cast<char>((v >> (8 * k)) & 0xFF); };
+  put(entries.size(), 2);
+  for (const Entry& e : entries) {
+    put(e.tag, 2);
+    put(e.type, 2);
+    put(e.count, 4);
+    put(e.value, 4);
+  }
+  put(0, 4);  // no next page
+  EXPECT_EQ(b.size(), 134u);
+  return b + samples;
+}
+
+// OpenCV 4.6 would read the first page, the first frame, or the gray without its alpha: each
+// is refused by name with the count, rather than half-read.
+TEST(ImageIo, FilesHoldingMoreThanTheDecoderReturnsAreRefused) {
+  TempDir dir;
+  const std::vector<cv::Mat> pages = {random_mat(6, 8, CV_8UC3, 1), random_mat(6, 8, CV_8UC3, 2), random_mat(6, 8, CV_8UC3, 3)};
+  ASSERT_TRUE(cv::imwritemulti(dir / "pages.tif", pages));
+  expect_error([&] { load_image(dir / "pages.tif"); }, dir / "pages.tif", "is a TIFF of 3 pages");
+  expect_error([&] { load_samples(dir / "pages.tif"); }, dir / "pages.tif", "split it");
+  ASSERT_TRUE(cv::imwrite(dir / "one.tif", pages[0]));
+  EXPECT_EQ(load_image(dir / "one.tif").pixels.size(0), 3);
+
+  // An APNG's acTL chunk: 4 frames, played once.
+  write_bytes(dir / "anim.png", with_png_chunk(png_bytes(pages[0]), "acTL", std::string("\0\0\0\x04\0\0\0\0", 8)));
+  ASSERT_FALSE(cv::imread(dir / "anim.png").empty()) << "OpenCV would decode its first frame";
+  expect_error([&] { load_image(dir / "anim.png"); }, dir / "anim.png", "is an animated PNG of 4 frames");
+
+  // An animated WebP: VP8X with the animation flag, ANIM, two ANMF frames.
+  std::string webp = "VP8X" + std::string("\x0a\0\0\0\x02\0\0\0\x07\0\0\x05\0\0", 14) + "ANIM" +
+                     std::string("\x06\0\0\0\0\0\0\0\0\0", 10);
+  for (int frame = 0; frame < 2; ++frame) webp += "ANMF" + std::string("\x10\0\0\0", 4) + std::string(16, '\0');
+  const uint32_t riff = static_cast<uint32_t>(4 + webp.size());
+  write_bytes(dir / "anim.webp", "RIFF" + std::string{char(riff & 0xFF), char(riff >> 8), 0, 0} + "WEBP" + webp);
+  expect_error([&] { load_image(dir / "anim.webp"); }, dir / "anim.webp", "is an animated WebP of 2 frames");
+
+  const cv::Mat ga = random_mat(4, 5, CV_8UC2, 4);
+  write_bytes(dir / "ga.tif", gray_alpha_tiff(5, 4, std::string(ga.ptr<char>(0), ga.total() * 2)));
+  ASSERT_EQ(cv::imread(dir / "ga.tif", cv::IMREAD_UNCHANGED).channels(), 1) << "OpenCV drops the alpha";
+  expect_error([&] { load_samples(dir / "ga.tif"); }, dir / "ga.tif", "2 samples per pixel (gray + alpha)");
+}
+
+// A gray or RGB PNG's tRNS colour key is transparency that OpenCV ignores: it becomes alpha.
+TEST(ImageIo, PngColourKeyBecomesAlpha) {
+  TempDir dir;
+  cv::Mat gray = random_mat(6, 9, CV_8UC1, 5);
+  gray.at<uint8_t>(2, 3) = 77;
+  gray.setTo(78, gray == 77);
+  gray.at<uint8_t>(2, 3) = 77;
+  gray.at<uint8_t>(5, 8) = 77;
+  write_bytes(dir / "key.png", with_png_chunk(png_bytes(gray), "tRNS", std::string("\0\x4d", 2)));  // key 77
+  ASSERT_EQ(cv::imread(dir / "key.png", cv::IMREAD_UNCHANGED).channels(), 1) << "OpenCV ignores the key";
+  const ImageSamples samples = load_samples(dir / "key.png");
+  ASSERT_FALSE(samples.alpha.empty());
+  EXPECT_TRUE(mats_equal(samples.color, gray));
+  EXPECT_EQ(cv::countNonZero(samples.alpha == 0), 2);
+  EXPECT_EQ(samples.alpha.at<uint8_t>(2, 3), 0);
+  EXPECT_EQ(samples.alpha.at<uint8_t>(0, 0), 255);
+
+  cv::Mat bgr = random_mat(5, 7, CV_16UC3, 6);
+  bgr.at<cv::Vec3w>(1, 1) = cv::Vec3w(3, 2, 1);  // B, G, R: the key R=1 G=2 B=3
+  write_bytes(dir / "key16.png", with_png_chunk(png_bytes(bgr), "tRNS", std::string("\0\x01\0\x02\0\x03", 6)));
+  const ImageData image = load_image(dir / "key16.png");
+  ASSERT_EQ(image.alpha.depth(), CV_16U);
+  EXPECT_EQ(image.alpha.at<uint16_t>(1, 1), 0);
+  EXPECT_EQ(cv::countNonZero(image.alpha == 65535), 5 * 7 - 1);
+}
+
+// BMP keeps alpha (a V4 header OpenCV reads back as BGRA); formats without alpha refuse a
+// transparent image and drop only an opaque alpha.
+TEST(ImageIo, AlphaIsWrittenToBmpAndNeverDroppedSilently) {
+  TempDir dir;
+  const cv::Mat bgra = random_mat(7, 5, CV_8UC4, 8);
+  ImageSamples samples;
+  cv::cvtColor(bgra, samples.color, cv::COLOR_BGRA2BGR);
+  cv::extractChannel(bgra, samples.alpha, 3);
+  save_samples(dir / "a.bmp", samples);
+  EXPECT_TRUE(mats_equal(cv::imread(dir / "a.bmp", cv::IMREAD_UNCHANGED), bgra));
+  const ImageSamples back = load_samples(dir / "a.bmp");
+  EXPECT_TRUE(mats_equal(back.alpha, samples.alpha));
+  EXPECT_TRUE(mats_equal(back.color, samples.color));
+
+  for (const char* name : {"a.jpg", "a.ppm", "a.pgm"}) {
+    expect_error([&] { save_samples(dir / name, samples); }, dir / name, "transparency");
+    EXPECT_FALSE(fs::exists(dir / name)) << name;
+    EXPECT_NE(alpha_loss(dir / name, samples.alpha), "");
+  }
+  EXPECT_EQ(alpha_loss(dir / "a.png", samples.alpha), "");
+  ImageSamples opaque = samples;
+  opaque.alpha = cv::Mat(7, 5, CV_8U, cv::Scalar(255));
+  EXPECT_EQ(alpha_loss(dir / "a.jpg", opaque.alpha), "");
+  save_samples(dir / "opaque.jpg", opaque);
+  EXPECT_TRUE(fs::exists(dir / "opaque.jpg"));
+}
+
+// IfExists::kRefuse keeps a file already at the target, and one that appears while writing.
+TEST(ImageIo, WritersCanRefuseToReplaceAnExistingFile) {
+  TempDir dir;
+  const cv::Mat mat = random_mat(4, 4, CV_8UC3, 9);
+  write_bytes(dir / "mine.png", "user data");
+  expect_error([&] { save_mat(dir / "mine.png", mat, IfExists::kRefuse); }, dir / "mine.png", "not replacing it");
+  EXPECT_EQ(read_bytes(dir / "mine.png"), "user data");
+  EXPECT_EQ(dir_entries(dir.path()), std::vector<std::string>{"mine.png"}) << "no temporary left";
+  save_mat(dir / "new.png", mat, IfExists::kRefuse);
+  EXPECT_TRUE(mats_equal(cv::imread(dir / "new.png", cv::IMREAD_UNCHANGED), mat));
+  try {
+    write_atomically(dir / "late.txt", [&](const std::string& tmp) {
+      write_bytes(dir / "late.txt", "appeared meanwhile");
+      write_bytes(tmp, "ours");
+    }, IfExists::kRefuse);
+    ADD_FAILURE() << "replaced a file that appeared while writing";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kIo);
+  }
+  EXPECT_EQ(read_bytes(dir / "late.txt"), "appeared meanwhile");
+  save_mat(dir / "mine.png", mat);  // the default replaces
+  EXPECT_TRUE(mats_equal(cv::imread(dir / "mine.png", cv::IMREAD_UNCHANGED), mat));
 }
 
 }  // namespace

@@ -31,8 +31,14 @@
 //    it to the written depth: 8 -> 16 bit multiplies by 257 (255 -> 65535 exactly), 16 -> 8 bit
 //    divides by 257 with rounding, float scales by 255 or 65535 with rounding and saturation.
 //  - Writing: PNG and PNM store 8 or 16 bits (float is written as 16 bits), TIFF stores 8, 16
-//    or 32-bit float; JPEG, BMP and WebP store 8 bits. Alpha is written to PNG, TIFF and WebP
-//    and dropped for the other formats.
+//    or 32-bit float; JPEG, BMP and WebP store 8 bits. Alpha is written to PNG, TIFF, WebP and
+//    BMP (OpenCV's BMP writer would store the fourth byte in a header that says it is unused, so
+//    readers, OpenCV included, ignore it: BGRA goes through our own V4-header writer). JPEG and
+//    PNM cannot hold alpha: an opaque one is dropped, any other is refused.
+//  - Whole files only: OpenCV 4.6 decodes the first page of a multi-page TIFF and the first
+//    frame of an animated PNG or WebP, and drops the alpha of a gray + alpha TIFF. Those are
+//    refused from the header (pages and frames are counted there) rather than half-read; a
+//    PNG's tRNS colour key, which OpenCV ignores for gray and RGB, becomes an alpha plane.
 //  - Only PNG, JPEG, BMP, TIFF, WebP and PNM are decoded, and only when their header gives the
 //    size: OpenCV recognises more formats by signature (JPEG 2000, OpenEXR, DICOM, Radiance HDR,
 //    ...) whose size we do not read, so a bomb in one of them would allocate before any check.
@@ -110,6 +116,11 @@ struct Sniffed {
   int64_t width = -1;
   int64_t height = -1;
   size_t jpeg_scan = 0;  // JPEG: offset of the first start-of-scan marker, 0 if not found
+  int64_t images = 1;    // TIFF pages (IFDs), APNG or WebP animation frames
+  int tiff_samples = 0;  // TIFF SamplesPerPixel (0 if not given)
+  int tiff_extra = 0;    // TIFF ExtraSamples count (alpha or other planes beyond the colour)
+  int png_bit_depth = 0, png_color_type = -1;
+  std::vector<uint32_t> png_key;  // tRNS colour key of a gray (1 value) or RGB (3) PNG, else empty
 };
 
 void sniff_jpeg(const std::vector<uchar>& d, Sniffed& s) {
@@ -144,10 +155,55 @@ void sniff_tiff(const std::vector<uchar>& d, Sniffed& s) {
   for (size_t k = 0; k < count && ifd + 2 + 12 * (k + 1) <= d.size(); ++k) {
     size_t e = ifd + 2 + 12 * k;
     uint32_t tag = u16(e), type = u16(e + 2);
+    if (tag == 277 && type == 3) s.tiff_samples = static_cast<int>(u16(e + 8));
+    if (tag == 338) s.tiff_extra = static_cast<int>(std::min<uint32_t>(u32(e + 4), 1 << 16));
     if (tag != 256 && tag != 257) continue;
     int64_t v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : -1;
     (tag == 256 ? s.width : s.height) = v;
   }
+  // Pages: the chain of next-IFD offsets, each offset seen once (a crafted loop ends there).
+  std::set<size_t> seen{ifd};
+  for (size_t next = ifd + 2 + 12 * count; next + 4 <= d.size();) {
+    const size_t at = u32(next);
+    if (at == 0 || at + 2 > d.size() || !seen.insert(at).second) break;
+    ++s.images;
+    next = at + 2 + 12 * size_t(u16(at));
+  }
+}
+
+// The chunks before the image data: bit depth and colour type, the tRNS colour key (gray or
+// RGB only: a palette's tRNS is applied by OpenCV) and the APNG frame count (acTL).
+void sniff_png(const std::vector<uchar>& d, Sniffed& s) {
+  for (size_t at = 8; at + 8 <= d.size();) {
+    const size_t length = be32(&d[at]);
+    const std::string type(reinterpret_cast<const char*>(&d[at + 4]), 4);
+    const size_t data = at + 8;
+    if (type == "IDAT" || type == "IEND" || length > d.size() - data) return;
+    if (type == "IHDR" && length >= 13) {
+      s.png_bit_depth = d[data + 8];
+      s.png_color_type = d[data + 9];
+    } else if (type == "acTL" && length >= 8) {
+      s.images = be32(&d[data]);
+    } else if (type == "tRNS" && (s.png_color_type == 0 || s.png_color_type == 2)) {
+      const size_t values = s.png_color_type == 0 ? 1 : 3;
+      if (length >= 2 * values)
+        for (size_t k = 0; k < values; ++k) s.png_key.push_back(be16(&d[data + 2 * k]));
+    }
+    at = data + length + 4;  // + CRC
+  }
+}
+
+// Frames of an animated WebP (VP8X with the animation flag): its ANMF chunks.
+void sniff_webp_frames(const std::vector<uchar>& d, Sniffed& s) {
+  if ((d[20] & 0x02) == 0) return;
+  int64_t frames = 0;
+  for (size_t at = 12; at + 8 <= d.size();) {
+    const size_t size = le32(&d[at + 4]);
+    if (std::memcmp(&d[at], "ANMF", 4) == 0) ++frames;
+    if (size > d.size() - at - 8) break;
+    at += 8 + size + (size & 1);
+  }
+  s.images = std::max<int64_t>(frames, 1);
 }
 
 void sniff_pnm(const std::vector<uchar>& d, Sniffed& s) {
@@ -179,6 +235,7 @@ Sniffed sniff(const std::vector<uchar>& d) {
       s.width = be32(&d[16]);
       s.height = be32(&d[20]);
     }
+    sniff_png(d, s);
   } else if (starts("\xFF\xD8\xFF", 3)) {
     s.format = "JPEG";
     sniff_jpeg(d, s);
@@ -200,6 +257,7 @@ Sniffed sniff(const std::vector<uchar>& d) {
     if (starts("VP8X", 4, 12)) {
       s.width = 1 + (le32(&d[24]) & 0xFFFFFF);
       s.height = 1 + (le32(&d[27]) & 0xFFFFFF);
+      sniff_webp_frames(d, s);
     } else if (starts("VP8L", 4, 12) && d[20] == 0x2F) {
       uint32_t bits = le32(&d[21]);
       s.width = 1 + (bits & 0x3FFF);
@@ -251,7 +309,65 @@ cv::Mat convert_alpha(const cv::Mat& alpha, int depth) {
 }
 
 bool formats_with_alpha(const std::string& ext) {
-  return ext == "png" || ext == "tif" || ext == "tiff" || ext == "webp";
+  return ext == "png" || ext == "tif" || ext == "tiff" || ext == "webp" || ext == "bmp";
+}
+
+// The alpha plane a tRNS colour key means: transparent where every sample equals the key,
+// opaque elsewhere, at the image's depth. Keys of 1, 2 and 4-bit gray are scaled as libpng
+// expands those samples to 8 bits.
+cv::Mat alpha_from_key(const cv::Mat& color, const std::vector<uint32_t>& key, int bit_depth) {
+  const double scale = bit_depth < 8 ? 255.0 / ((1 << bit_depth) - 1) : 1.0;
+  std::vector<cv::Mat> planes;
+  cv::split(color, planes);
+  cv::Mat keyed(color.size(), CV_8U, cv::Scalar(255));
+  for (size_t k = 0; k < planes.size(); ++k) {
+    // The key is R, G, B; OpenCV's planes are B, G, R.
+    const double value = key[planes.size() == 3 ? 2 - k : 0] * scale;
+    cv::Mat equal;
+    cv::compare(planes[k], value, equal, cv::CMP_EQ);
+    keyed &= equal;
+  }
+  cv::Mat alpha = ~keyed;
+  if (color.depth() == CV_16U) alpha.convertTo(alpha, CV_16U, 257.0);
+  return alpha;
+}
+
+bool is_opaque(const cv::Mat& alpha) {
+  double lowest = 0;
+  cv::minMaxLoc(alpha, &lowest);
+  return lowest >= (alpha.depth() == CV_8U ? 255.0 : alpha.depth() == CV_16U ? 65535.0 : 1.0);
+}
+
+// A 32-bit BMP with a BITMAPV4HEADER whose bit fields include an alpha mask, the layout readers
+// (OpenCV's among them) take as BGRA; `bgra` is 8-bit, 4 channels.
+std::vector<uchar> encode_bmp_with_alpha(const cv::Mat& bgra) {
+  const uint32_t header = 14, info = 108, row = 4 * static_cast<uint32_t>(bgra.cols);
+  const uint32_t pixels = row * static_cast<uint32_t>(bgra.rows);
+  std::vector<uchar> out(header + info + pixels, 0);
+  auto put32 = [&](size_t at, uint32_t v) {
+    for (int k = 0; k < 4; ++k) out[at + k] = static_cast<uchar>(v >> (8 * k));
+  };
+  out[0] = 'B';
+  out[1] = 'M';
+  put32(2, header + info + pixels);
+  put32(10, header + info);
+  put32(14, info);
+  put32(18, static_cast<uint32_t>(bgra.cols));
+  put32(22, static_cast<uint32_t>(bgra.rows));  // positive: rows stored bottom-up
+  out[26] = 1;                                  // planes
+  out[28] = 32;                                 // bits per pixel
+  put32(30, 3);                                 // BI_BITFIELDS
+  put32(34, pixels);
+  put32(38, 2835);  // 72 dpi, as OpenCV writes
+  put32(42, 2835);
+  put32(54, 0x00FF0000);  // red, green, blue, alpha masks: bytes B, G, R, A in memory
+  put32(58, 0x0000FF00);
+  put32(62, 0x000000FF);
+  put32(66, 0xFF000000);
+  put32(70, 0x73524742);  // 'sRGB' colour space
+  for (int y = 0; y < bgra.rows; ++y)
+    std::memcpy(&out[header + info + row * static_cast<uint32_t>(bgra.rows - 1 - y)], bgra.ptr(y), row);
+  return out;
 }
 
 int storable_depth(const std::string& ext, int depth) {
@@ -289,6 +405,14 @@ ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, i
     if (s.jpeg_scan == 0 || !has_end) throw Error(path, "truncated or corrupt image data");
   }
 
+  if (s.images > 1) {
+    const std::string what = s.format == "TIFF" ? "a TIFF of " + std::to_string(s.images) + " pages"
+                                                : "an animated " + s.format + " of " + std::to_string(s.images) + " frames";
+    throw Error(ErrorKind::kUnsupported, path,
+                "is " + what + ": only single images are read (all but the first would be lost); "
+                "split it into one file per " + (s.format == "TIFF" ? "page (e.g. tiffsplit)" : "frame"));
+  }
+
   cv::Mat mat;
   try {
     mat = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
@@ -298,6 +422,18 @@ ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, i
   bytes = {};
   if (mat.empty()) throw Error(path, "truncated or corrupt image data");
   check_pixels(path, mat.cols, mat.rows, max_pixels);
+  if (s.format == "TIFF" && s.tiff_extra > 0 && s.tiff_samples > mat.channels())
+    throw Error(ErrorKind::kUnsupported, path,
+                "has " + std::to_string(s.tiff_samples) + " samples per pixel (" +
+                    (s.tiff_samples == 2 ? "gray + alpha" : "colour + extra planes") + ") but the TIFF reader returns " +
+                    std::to_string(mat.channels()) + ": refusing rather than losing its alpha (PNG keeps gray + alpha)");
+  if (!s.png_key.empty() && (mat.channels() == 1 || mat.channels() == 3) && (mat.depth() == CV_8U || mat.depth() == CV_16U)) {
+    cv::Mat alpha = alpha_from_key(mat, s.png_key, s.png_bit_depth);
+    std::vector<cv::Mat> planes;
+    cv::split(mat, planes);
+    planes.push_back(alpha);
+    cv::merge(planes, mat);
+  }
 
   int depth = mat.depth();
   if (depth == CV_64F || depth == CV_16F) {
@@ -424,7 +560,10 @@ int target_depth(const std::string& ext, int depth) {
 }
 
 // Adds the alpha plane where the format keeps it, encodes and writes atomically.
-void encode_and_write(const std::string& path, const std::string& ext, cv::Mat mat, const cv::Mat& alpha, int depth) {
+void encode_and_write(const std::string& path, const std::string& ext, cv::Mat mat, const cv::Mat& alpha, int depth,
+                      IfExists if_exists) {
+  const std::string loss = alpha_loss(path, alpha);
+  if (!loss.empty()) throw Error(ErrorKind::kUnsupported, path, loss);
   if (!alpha.empty() && formats_with_alpha(ext)) {
     if (alpha.rows != mat.rows || alpha.cols != mat.cols || alpha.channels() != 1)
       throw Error(path, "alpha plane size does not match the image");
@@ -437,27 +576,37 @@ void encode_and_write(const std::string& path, const std::string& ext, cv::Mat m
 
   std::vector<uchar> encoded;
   try {
-    if (!cv::imencode("." + ext, mat, encoded)) throw Error(path, "the " + ext + " encoder failed");
+    if (ext == "bmp" && mat.channels() == 4)
+      encoded = encode_bmp_with_alpha(mat);
+    else if (!cv::imencode("." + ext, mat, encoded))
+      throw Error(path, "the " + ext + " encoder failed");
   } catch (const cv::Exception& e) {
     throw Error(path, "cannot encode as " + ext + ": " + e.msg);
   }
   mat.release();
-  write_file_atomically(path, encoded.data(), encoded.size());
+  write_file_atomically(path, encoded.data(), encoded.size(), if_exists);
 }
 
 }  // namespace
 
-void save_image(const std::string& path, const ImageData& image) {
+std::string alpha_loss(const std::string& path, const cv::Mat& alpha) {
+  const std::string ext = lower_extension(path);
+  if (alpha.empty() || formats_with_alpha(ext) || is_opaque(alpha)) return "";
+  return "the image has transparency (an alpha channel) that a ." + ext +
+         " file cannot store: refusing to drop it (PNG, TIFF, WebP and BMP keep it)";
+}
+
+void save_image(const std::string& path, const ImageData& image, IfExists if_exists) {
   if (!image.pixels.defined()) throw Error(path, "nothing to save (no pixels)");
   const std::string ext = check_destination(path);
   const int depth = target_depth(ext, image.depth);
   torch::Tensor pixels = image.pixels;
   if (pixels.dim() == 3 && ext == "pgm" && pixels.size(0) == 3) pixels = to_channels(pixels, 1);
   if (pixels.dim() == 3 && ext == "ppm" && pixels.size(0) == 1) pixels = to_channels(pixels, 3);
-  encode_and_write(path, ext, tensor_to_mat(pixels, depth), image.alpha, depth);
+  encode_and_write(path, ext, tensor_to_mat(pixels, depth), image.alpha, depth, if_exists);
 }
 
-void save_samples(const std::string& path, const ImageSamples& samples) {
+void save_samples(const std::string& path, const ImageSamples& samples, IfExists if_exists) {
   if (samples.color.empty()) throw Error(path, "nothing to save (no pixels)");
   const std::string ext = check_destination(path);
   const int depth = target_depth(ext, samples.color.depth());
@@ -465,11 +614,11 @@ void save_samples(const std::string& path, const ImageSamples& samples) {
   const bool as_is = depth == samples.color.depth() && (channels == 1 || channels == 3) &&
                      !(ext == "pgm" && channels == 3) && !(ext == "ppm" && channels == 1);
   // Conversions (depth, channels) are rare; they go through the float path so both agree exactly.
-  if (!as_is) return save_image(path, to_image_data(samples));
-  encode_and_write(path, ext, samples.color, samples.alpha, depth);
+  if (!as_is) return save_image(path, to_image_data(samples), if_exists);
+  encode_and_write(path, ext, samples.color, samples.alpha, depth, if_exists);
 }
 
-void save_mat(const std::string& path, const cv::Mat& mat) {
+void save_mat(const std::string& path, const cv::Mat& mat, IfExists if_exists) {
   std::vector<uchar> encoded;
   try {
     if (!cv::imencode(fs::path(path).extension().string(), mat, encoded))
@@ -477,7 +626,7 @@ void save_mat(const std::string& path, const cv::Mat& mat) {
   } catch (const cv::Exception& e) {
     throw Error(path, "cannot encode the image: " + e.msg);
   }
-  write_file_atomically(path, encoded.data(), encoded.size());
+  write_file_atomically(path, encoded.data(), encoded.size(), if_exists);
 }
 
 torch::Tensor to_channels(const torch::Tensor& chw, int channels) {

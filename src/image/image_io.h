@@ -7,6 +7,7 @@
 #include <opencv2/core/mat.hpp>
 #include <torch/types.h>
 
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace bottleneck {
@@ -32,7 +33,10 @@ struct ImageSamples {
 // Reads PNG, JPEG, BMP, TIFF, WebP and PNM (recognised by content, not by extension) through
 // OpenCV, keeping 16-bit samples and alpha. Throws Error(path, reason) for a missing,
 // unreadable, empty, truncated or unsupported file, and for one over max_pixels, which is
-// checked from the header before anything is decoded.
+// checked from the header before anything is decoded. Nothing a file holds is dropped
+// silently: a file with several images (a multi-page TIFF, an animated PNG or WebP) and one
+// whose alpha the decoder would lose (a gray + alpha TIFF) are refused (kUnsupported) with the
+// count; a PNG's colour-key transparency (tRNS on gray or RGB) becomes an alpha plane.
 ImageData load_image(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
 
 // load_image without the conversion to float: the same checks, errors and pixel values
@@ -46,17 +50,25 @@ ImageData decode_image(const std::string& name, std::vector<unsigned char> bytes
 
 // Writes the image in the format the extension names, at `depth` (CV_8U or CV_16U; formats
 // without 16-bit support such as JPEG get 8 bits), with alpha when present. Written to a
-// temporary file beside `path` and renamed, so a killed process never leaves a partial file.
-void save_image(const std::string& path, const ImageData& image);
+// temporary file beside `path` and renamed, so a killed process never leaves a partial file;
+// `if_exists` as in write_atomically. Alpha is written to PNG, TIFF, WebP and BMP (a V4 header);
+// a format without alpha (JPEG, PNM) drops it only when it is fully opaque, else Error
+// (kUnsupported): see alpha_loss.
+void save_image(const std::string& path, const ImageData& image, IfExists if_exists = IfExists::kReplace);
 
 // save_image for samples: writes exactly what
 // save_image({mat_to_tensor(samples.color), samples.alpha, samples.color.depth()}) writes,
 // without the float copy when the format stores the samples as they are.
-void save_samples(const std::string& path, const ImageSamples& samples);
+void save_samples(const std::string& path, const ImageSamples& samples, IfExists if_exists = IfExists::kReplace);
 
 // Writes an OpenCV image as it is laid out (gray, BGR or BGRA; 8 or 16 bits) in the format the
 // extension names, atomically like save_image. For pictures made with OpenCV (charts, strips).
-void save_mat(const std::string& path, const cv::Mat& mat);
+void save_mat(const std::string& path, const cv::Mat& mat, IfExists if_exists = IfExists::kReplace);
+
+// Why writing `alpha` into a file at `path` would lose it ("" when it would not: no alpha, a
+// format that stores alpha, or an alpha that is opaque everywhere, which carries nothing). Lets
+// a job refuse such a file before spending time on it; the writers above refuse it anyway.
+std::string alpha_loss(const std::string& path, const cv::Mat& alpha);
 
 // cv::Mat (HxW or HxWxC as OpenCV decodes: BGR/BGRA, 8U/16U/32F) <-> float C x H x W in [0,1].
 // Alpha, if present, is dropped by mat_to_tensor; tensor_to_mat rounds and saturates.

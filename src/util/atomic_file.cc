@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>  // renameat2
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -94,7 +95,21 @@ void refuse_output_over_input(const std::string& output, const std::vector<std::
       throw UsageError(output, "the " + what + " is the input " + input + ": refusing to write over it");
 }
 
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+namespace {
+// rename(2) that fails with EEXIST instead of replacing. RENAME_NOREPLACE needs file system
+// support (ext4, xfs, btrfs, tmpfs have it; NFS and some FUSE do not): there, link(2) also fails
+// on an existing target, atomically; the temporary is then unlinked.
+int rename_no_replace(const char* from, const char* to) {
+  if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return -1;
+  if (::link(from, to) != 0) return -1;
+  ::unlink(from);
+  return 0;
+}
+}  // namespace
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write,
+                      IfExists if_exists) {
   const fs::path target(path);
   refuse_to_replace_a_non_regular_file(path);
   const std::string tmp = temp_name_for(target);
@@ -113,6 +128,14 @@ void write_atomically(const std::string& path, const std::function<void(const st
     fs::remove(tmp, ec);
     throw;
   }
+  if (if_exists == IfExists::kRefuse) {
+    if (rename_no_replace(tmp.c_str(), path.c_str()) == 0) return;
+    const int err = errno;
+    fs::remove(tmp, ec);
+    if (err == EEXIST)
+      throw Error(ErrorKind::kIo, path, "already exists (it appeared while the job ran): not replacing it");
+    throw Error(ErrorKind::kIo, path, "cannot create the file: " + reason(err));
+  }
   fs::rename(tmp, target, ec);
   if (ec) {
     std::error_code ignored;
@@ -121,7 +144,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
   }
 }
 
-void write_file_atomically(const std::string& path, const void* data, size_t size) {
+void write_file_atomically(const std::string& path, const void* data, size_t size, IfExists if_exists) {
   write_atomically(path, [&](const std::string& tmp) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) throw Error(path, "cannot create a file in " + fs::path(path).parent_path().string() + ": " + reason(errno));
@@ -140,7 +163,7 @@ void write_file_atomically(const std::string& path, const void* data, size_t siz
     }
     if (::fsync(fd) != 0 && errno != EINVAL) fail(errno);
     if (::close(fd) != 0) throw Error(path, "write failed: " + reason(errno));
-  });
+  }, if_exists);
 }
 
 bool is_atomic_temporary(const std::string& filename) { return temporary_pid(filename) > 0; }

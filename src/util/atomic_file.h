@@ -12,7 +12,14 @@ namespace bottleneck {
 // file system, so the final rename is atomic) that keeps the extension of `path`, because
 // encoders such as cv::imwrite choose the format from it. If `write` throws, the temporary is
 // removed and the exception propagates; a failed rename throws Error(path, reason).
-void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
+//
+// What happens to a regular file already at `path`: kReplace replaces it; kRefuse leaves it and
+// throws Error(kIo) naming it. kRefuse is decided by the final rename itself (renameat2's
+// RENAME_NOREPLACE, or link(2) where the file system lacks it), so a file that appears while
+// `write` runs (another job, the user) is kept too, not only one that existed before.
+enum class IfExists { kReplace, kRefuse };
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write,
+                      IfExists if_exists = IfExists::kReplace);
 
 // write_atomically replaces only regular files: a target that is a symbolic link, a device, a
 // FIFO, a socket or a directory is an Error (kind kIo) naming it, before anything is written.
@@ -28,9 +35,11 @@ void refuse_output_over_input(const std::string& output, const std::vector<std::
 
 // Same, for bytes already in memory; also fsyncs the data before the rename, so after a crash
 // the file holds either the old or the new contents, never a hole.
-void write_file_atomically(const std::string& path, const void* data, size_t size);
-inline void write_file_atomically(const std::string& path, const std::string& contents) {
-  write_file_atomically(path, contents.data(), contents.size());
+void write_file_atomically(const std::string& path, const void* data, size_t size,
+                           IfExists if_exists = IfExists::kReplace);
+inline void write_file_atomically(const std::string& path, const std::string& contents,
+                                  IfExists if_exists = IfExists::kReplace) {
+  write_file_atomically(path, contents.data(), contents.size(), if_exists);
 }
 
 // Whether `filename` (a name, not a path) is one of write_atomically's temporaries:
