@@ -190,9 +190,11 @@ TEST(Denoise, RefusesToWriteIntoTheInputTreeWithoutSuffix) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(snapshot(in), before);
 
-  // With a suffix, outputs go beside the inputs, and a second run does not take them as inputs.
+  // With a suffix, outputs go beside the inputs, and a second run does not take them as inputs
+  // (it replaces them only when told to: path_safety_test).
   for (int run = 0; run < 2; ++run) {
-    r = run_cli("denoise --model " + model + " " + in + " " + in + " --suffix dn --compare" + kFlags);
+    r = run_cli("denoise --model " + model + " " + in + " " + in + " --suffix dn --compare" + kFlags +
+                (run > 0 ? " --overwrite" : ""));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(counts(r.output), (std::vector<int>{2, 0, 0})) << r.output;
   }
@@ -246,4 +248,83 @@ TEST(Denoise, TrainedModelBeatsTheNoisyInputAndDrawsComparisons) {
               " --add-noise gaussian:25 --seed 7" + kFlags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(read_file(dir / "out2/img001.png"), read_file(dir / "out/img001.png"));
+}
+
+// Two inputs whose results would land in one file are refused before anything is written,
+// naming both.
+TEST(Denoise, OutputsThatWouldCollideAreRefusedBeforeAnyWork) {
+  TempDir dir;
+  const std::string model = untrained_model(dir, 1);
+  write_mat(dir / "in/a.png", synthetic_mat(1, 30, 34, 1));
+  write_mat(dir / "in/a.compare.png", synthetic_mat(1, 30, 34, 2));
+  const std::string base = "denoise --model " + model + " " + dir / "in ";
+  auto r = run_cli(base + dir / "out --compare" + kFlags);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(dir / "out/a.compare.png: two inputs would be written here: " + dir / "in/a.compare.png (its denoised image) and " +
+                          dir / "in/a.png (its comparison strip)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  r = run_cli(base + dir / "out" + kFlags);  // without comparisons they do not meet
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(counts(r.output), (std::vector<int>{2, 0, 0})) << r.output;
+
+  // --format writes every output in one format, so a.jpg and a.png meet in a.png.
+  write_mat(dir / "both/a.jpg", synthetic_mat(1, 30, 34, 3));
+  write_mat(dir / "both/a.png", synthetic_mat(1, 30, 34, 4));
+  write_mat(dir / "both/b.jpg", synthetic_mat(1, 30, 34, 5));
+  r = run_cli("denoise --model " + model + " " + dir / "both " + dir / "png --format png" + kFlags);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(dir / "both/a.jpg (its denoised image) and " + dir / "both/a.png"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "png"));
+  fs::remove(dir / "both/a.png");
+  r = run_cli("denoise --model " + model + " " + dir / "both " + dir / "png --format png" + kFlags);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_file(dir / "png/b.png").substr(1, 3), "PNG");
+  EXPECT_FALSE(fs::exists(dir / "png/b.jpg"));
+  r = run_cli("denoise --model " + model + " " + dir / "both " + dir / "x --format png/../jpg" + kFlags);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+// Alpha is carried through where the output format stores it (BMP too); where it cannot
+// (--format jpg), the file fails by name instead of losing its transparency. Several pages or
+// frames fail by name too.
+TEST(Denoise, AlphaIsKeptOrTheFileIsRefusedByName) {
+  TempDir dir;
+  const std::string model = untrained_model(dir);
+  const cv::Mat alpha = synthetic_mat(1, 40, 44, 9);
+  ImageSamples bmp;
+  bmp.color = synthetic_mat(3, 40, 44, 10);
+  bmp.alpha = alpha;
+  fs::create_directories(dir / "in");
+  save_samples(dir / "in/v4.bmp", bmp);
+  cv::Mat rgba;
+  cv::merge(std::vector<cv::Mat>{synthetic_mat(1, 40, 44, 11), synthetic_mat(1, 40, 44, 12), synthetic_mat(1, 40, 44, 13), alpha}, rgba);
+  write_mat(dir / "in/t.png", rgba);
+  cv::Mat opaque;
+  cv::merge(std::vector<cv::Mat>{synthetic_mat(3, 40, 44, 14), cv::Mat(40, 44, CV_8U, cv::Scalar(255))}, opaque);
+  write_mat(dir / "in/opaque.png", opaque);
+
+  auto r = run_cli("denoise --model " + model + " " + dir / "in " + dir / "out" + kFlags);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const std::string name : {"v4.bmp", "t.png"}) {
+    const cv::Mat out = cv::imread(dir / "out/" + name, cv::IMREAD_UNCHANGED);
+    ASSERT_EQ(out.channels(), 4) << name;
+    cv::Mat out_alpha;
+    cv::extractChannel(out, out_alpha, 3);
+    EXPECT_EQ(cv::countNonZero(out_alpha != alpha), 0) << name << ": alpha must pass through untouched";
+  }
+
+  r = run_cli("denoise --model " + model + " " + dir / "in " + dir / "jpg --format jpg" + kFlags);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(counts(r.output), (std::vector<int>{1, 0, 2})) << r.output;
+  for (const std::string name : {"v4.bmp", "t.png"}) {
+    EXPECT_NE(r.output.find(dir / "in/" + name + ": the image has transparency"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir / ("jpg/" + fs::path(name).stem().string() + ".jpg"))) << name;
+  }
+  EXPECT_TRUE(fs::exists(dir / "jpg/opaque.jpg")) << "an opaque alpha carries nothing to lose";
+
+  ASSERT_TRUE(cv::imwritemulti(dir / "pages.tif", std::vector<cv::Mat>{synthetic_mat(3, 20, 24, 15), synthetic_mat(3, 20, 24, 16)}));
+  r = run_cli("denoise --model " + model + " " + dir / "pages.tif " + dir / "pages" + kFlags);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(dir / "pages.tif: is a TIFF of 2 pages"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "pages/pages.tif"));
 }

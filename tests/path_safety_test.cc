@@ -94,7 +94,12 @@ TEST(PathSafety, SymbolicLinksNeverCarryOutputsOutOfTheOutputFolder) {
   const auto outside_before = tree(outside);
   const auto in_before = tree(dir / "in");
 
-  const CommandResult r = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out" + kFlags);
+  // The planted link is a file the job did not write: the job refuses to start.
+  const CommandResult refused = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out" + kFlags);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find(dir / "out/a.png: already exists"), std::string::npos) << refused.output;
+  // Told to replace what is there, it still replaces regular files only.
+  const CommandResult r = run_cli("denoise --model " + model + " " + dir / "in" + " " + dir / "out --overwrite" + kFlags);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("denoised 1, skipped 0, failed 2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(dir / "out/sub/b.png: refusing to write through a symbolic link that leads out of the output folder"),
@@ -182,4 +187,90 @@ TEST(PathSafety, OutputsNeverReplaceTheirOwnInputs) {
   auto in_folder = run_cli("eval --model " + model + " --clean " + dir / "set --no-nlm --threads 1 --json " + dir / "set/y.png");
   EXPECT_EQ(in_folder.exit_code, 2) << in_folder.output;
   EXPECT_EQ(read_file(dir / "x.png"), image);
+}
+
+// A file already where denoise would write was not written by this job: it may be the user's
+// (S/a.dn.png beside S/a.png). It is replaced only with --overwrite, kept with --skip-existing,
+// and otherwise the job refuses before doing anything, naming it.
+TEST(PathSafety, DenoiseNeverReplacesAFileItDidNotWrite) {
+  TempDir dir;
+  const std::string model = gray_model(dir);
+  write_image(dir / "S/a.png", 1);
+  write_image(dir / "S/b.png", 2);
+  write_file_atomically(dir / "S/a.dn.png", "the user's own file");
+  const std::string cmd = "denoise --model " + model + " " + dir / "S " + dir / "S --suffix dn" + kFlags;
+  CommandResult r = run_cli(cmd);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(dir / "S/a.dn.png: already exists; denoise replaces no file it has not written itself: pass "
+                                "--overwrite"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(dir / "S/a.dn.png"), "the user's own file");
+  EXPECT_FALSE(fs::exists(dir / "S/b.dn.png")) << "refused before any work";
+
+  r = run_cli(cmd + " --skip-existing");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("denoised 1, skipped 1, failed 0"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(dir / "S/a.dn.png"), "the user's own file");
+  ASSERT_TRUE(fs::exists(dir / "S/b.dn.png"));
+
+  // A rerun (other settings, say) must say what to do with the first run's results.
+  r = run_cli(cmd);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("already exists (as do 1 more of this job's outputs)"), std::string::npos) << r.output;
+  r = run_cli(cmd + " --overwrite");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("denoised 2, skipped 0, failed 0"), std::string::npos) << r.output;
+  EXPECT_EQ(load_image(dir / "S/a.dn.png").pixels.size(0), 1);
+
+  // The same in a folder of its own; nothing is written for the other input either.
+  fs::create_directories(dir / "out/sub");
+  write_file_atomically(dir / "out/sub/b.png", "mine too");
+  write_image(dir / "S/sub/b.png", 3);
+  r = run_cli("denoise --model " + model + " " + dir / "S " + dir / "out" + kFlags);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(dir / "out/sub/b.png: already exists"), std::string::npos) << r.output;
+  EXPECT_EQ(tree(dir / "out").size(), 2u) << "sub and sub/b.png, nothing else";
+  EXPECT_EQ(read_file(dir / "out/sub/b.png"), "mine too");
+}
+
+// The output folder is compared with the input tree by device and inode: a symbolic link or a
+// bind mount of the input folder (or of a folder in it) is the input folder, not a new place.
+TEST(PathSafety, DenoiseKnowsTheInputFolderUnderAnotherName) {
+  TempDir dir;
+  const std::string model = gray_model(dir);
+  write_image(dir / "in/a.png", 1);
+  write_image(dir / "in/sub/b.png", 2);
+  const auto before = tree(dir / "in");
+  fs::create_directory_symlink(dir / "in", dir / "link");
+  const std::string cli = std::string("'") + BOTTLENECK_CLI_PATH + "' ";
+  CommandResult r = run_cli("denoise --model " + model + " " + dir / "in " + dir / "link" + kFlags);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the output folder is the input folder"), std::string::npos) << r.output;
+
+  // Bind mounts live in a private mount namespace, so none outlives the test.
+  if (test::run_command("unshare -m true").exit_code != 0) GTEST_SKIP() << "no mount namespace here (needs root or user namespaces)";
+  fs::create_directories(dir / "view");
+  fs::create_directories(dir / "subview");
+  auto with_bind_mount = [&](const std::string& source, const std::string& view, const std::string& args) {
+    return test::run_command("unshare -m sh -c \"mount --bind '" + source + "' '" + view + "' && " + cli + args + "\"");
+  };
+  const std::string denoise = "denoise --model " + model + " " + dir / "in ";
+  r = with_bind_mount(dir / "in", dir / "view", denoise + dir / "view" + kFlags);
+  if (r.output.find("mount:") != std::string::npos) GTEST_SKIP() << "mount --bind not permitted: " << r.output;
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the output folder is the input folder"), std::string::npos) << r.output;
+  for (const std::string out : {dir / "subview", dir / "subview/deeper"}) {
+    r = with_bind_mount(dir / "in/sub", dir / "subview", denoise + out + kFlags);
+    EXPECT_EQ(r.exit_code, 2) << out << ": " << r.output;
+    EXPECT_NE(r.output.find("the output folder lies inside the input folder"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(tree(dir / "in"), before);
+
+  // With a suffix the outputs go beside the inputs, and a rerun does not take them for inputs.
+  for (const std::string again : {"", " --overwrite"}) {
+    r = with_bind_mount(dir / "in", dir / "view", denoise + dir / "view --suffix dn" + kFlags + again);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("denoised 2, skipped 0, failed 0"), std::string::npos) << r.output;
+  }
+  EXPECT_TRUE(fs::exists(dir / "in/sub/b.dn.png"));
+  EXPECT_EQ(tree(dir / "in").size(), before.size() + 2);
 }

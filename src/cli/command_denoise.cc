@@ -25,6 +25,9 @@ void add_denoise_options(cxxopts::Options& o) {
       ("suffix", "write NAME.S.EXT (required when the output folder is the input folder or inside it)",
        cxxopts::value<std::string>())
       ("skip-existing", "leave files whose outputs exist (resume an interrupted job)")
+      ("overwrite", "replace files already where outputs go (without it, or --skip-existing, the job refuses to start)")
+      ("format", "write every output in this format: png, tif, jpg, webp, bmp, pgm or ppm (default: the input's)",
+       cxxopts::value<std::string>())
       ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
   o.add_options("Evaluation")
       ("add-noise", "add this noise before denoising, e.g. gaussian:25 (seeded by --seed)",
@@ -51,6 +54,8 @@ int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
   o.seed = ctx.runtime.seed;
   o.compare = r.count("compare") > 0;
   o.skip_existing = r.count("skip-existing") > 0;
+  o.overwrite = r.count("overwrite") > 0;
+  o.format = get_or<std::string>(r, "format", o.format);
   o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
   o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
   o.tiling.strength = get_or<double>(r, "strength", o.tiling.strength);

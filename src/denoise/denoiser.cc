@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include "denoise/denoise_plan.h"
 #include "util/atomic_file.h"
 #include "report/comparison.h"
 #include "util/error.h"
@@ -72,15 +73,9 @@ class BoundedQueue {
   std::condition_variable not_empty_, not_full_;
 };
 
-struct Job {
-  std::string path;          // input file as found
-  std::string relative;      // '/'-separated, relative to the input root
-  std::string output;        // where the denoised image goes
-  std::string compare;       // comparison image path, "" when not asked for
-};
 
 struct Item {
-  const Job* job = nullptr;
+  const DenoiseJob* job = nullptr;
   enum class State { kLoaded, kSkipped, kFailed } state = State::kFailed;
   std::string error;         // "FILE: reason" when failed
   // Without added noise the image stays as decoded and is denoised a window at a time into
@@ -97,36 +92,6 @@ struct Item {
   int64_t cols() const { return as_samples() ? samples.color.cols : image.pixels.size(2); }
   int channels() const { return as_samples() ? samples.color.channels() : static_cast<int>(image.pixels.size(0)); }
 };
-
-bool is_inside(const fs::path& child, const fs::path& parent) {
-  auto c = child.begin();
-  for (auto p = parent.begin(); p != parent.end(); ++p, ++c)
-    if (c == child.end() || *c != *p) return false;
-  return true;
-}
-
-// weakly_canonical that does not throw: a symlink loop among the inputs is that file's error
-// (load_image reports it), not the job's.
-fs::path resolved(const fs::path& p) {
-  std::error_code ec;
-  fs::path r = fs::weakly_canonical(p, ec);
-  return ec ? fs::absolute(p, ec).lexically_normal() : r;
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-// Files a previous run wrote into the input tree (outputs beside their inputs, comparisons,
-// temporaries of a killed run): not inputs. (An original named like an output, NAME.SUFFIX.EXT,
-// is taken for one too: choose another suffix for such a folder.)
-bool looks_generated(const fs::path& file, const std::string& suffix) {
-  const std::string name = file.filename().string();
-  const std::string stem = file.stem().string();
-  if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos) return true;
-  if (ends_with(name, ".compare.png")) return true;
-  return !suffix.empty() && ends_with(stem, "." + suffix);
-}
 
 // The model each image goes through: the one given, or the shipped denoiser (of the family
 // named, or the default) for the image's channels, loaded on first use (a folder of gray photos never loads the colour model).
@@ -168,81 +133,32 @@ void validate(const DenoiseOptions& o) {
     throw UsageError("--strength must be in [0, 2] (1 = the model's estimate, 0 = unchanged)");
   if (o.prefetch < 1) throw UsageError("prefetch must be >= 1");
   if (o.max_pixels < 1) throw UsageError("--max-pixels must be >= 1");
+  if (!o.format.empty() && (o.format.find_first_of("/\\.") != std::string::npos || !has_image_extension("x." + o.format)))
+    throw UsageError("--format '" + o.format + "' must be an image file extension: png, jpg, bmp, tif, webp, pgm or ppm");
   if (o.suffix.find_first_of("/\\") != std::string::npos || (!o.suffix.empty() && o.suffix[0] == '.'))
     throw UsageError("--suffix '" + o.suffix + "' must be a plain word such as 'dn' (no '/', no leading '.')");
-}
-
-// The files to process and where their results go; refuses layouts that could overwrite inputs.
-// Subfolders that cannot be listed are appended to `unlisted`.
-std::vector<Job> plan_jobs(const DenoiseOptions& o, std::vector<Error>* unlisted) {
-  std::error_code ec;
-  const fs::path input(o.input);
-  if (!fs::exists(input, ec)) throw Error(o.input, "no such file or directory");
-  const bool folder = fs::is_directory(input, ec);
-  const fs::path in_dir = resolved(folder ? input : input.parent_path().empty() ? "." : input.parent_path());
-  const fs::path out_dir = resolved(o.output);
-  const bool same = out_dir == in_dir;
-  const bool overlaps = same || (folder && is_inside(out_dir, in_dir));
-  if (overlaps && o.suffix.empty())
-    throw UsageError(std::string("the output folder ") + (same ? "is" : "lies inside") +
-                     " the input folder; pass --suffix S to write NAME.S.EXT there, or choose another --output");
-
-  std::vector<std::string> files;
-  std::set<fs::path> inputs;
-  for (const auto& f : folder ? list_images(o.input, unlisted) : std::vector<std::string>{o.input}) {
-    const fs::path canonical = resolved(f);
-    if (overlaps && ((!same && is_inside(canonical, out_dir)) || looks_generated(canonical, o.suffix))) continue;
-    files.push_back(f);
-    inputs.insert(canonical);
-  }
-  std::vector<Job> jobs;
-  for (const auto& f : files) {
-    Job job;
-    job.path = f;
-    const fs::path rel = folder ? fs::path(f).lexically_relative(input) : fs::path(f).filename();
-    // Listed files lie under the input, so this cannot happen; if it ever did, the output
-    // would land outside the output folder.
-    if (rel.empty() || rel.is_absolute() || std::find(rel.begin(), rel.end(), "..") != rel.end())
-      throw Error(f, "cannot place its output under " + o.output + " (path " + rel.string() + ")");
-    job.relative = rel.generic_string();
-    const std::string stem = rel.stem().string() + (o.suffix.empty() ? "" : "." + o.suffix);
-    const fs::path dir = fs::path(o.output) / rel.parent_path();
-    job.output = (dir / (stem + rel.extension().string())).string();
-    if (o.compare) job.compare = (dir / (stem + ".compare.png")).string();
-    // Belt and braces: whatever the layout, never write over an input.
-    if (inputs.count(resolved(job.output)) || (o.compare && inputs.count(resolved(job.compare))))
-      throw UsageError(job.output + ": the output would overwrite an input; use --suffix or another --output");
-    jobs.push_back(std::move(job));
-  }
-  if (jobs.empty()) throw Error(o.input, folder ? "no images found (png jpg jpeg bmp tif tiff webp pgm ppm pnm)" : "nothing to do");
-  return jobs;
 }
 
 // Writes the outputs of one item (throws on failure) and, when the clean image is known, its
 // quality numbers.
 void write_outputs(const Item& item, const DenoiseOptions& o, const std::string& noise_text,
                    double* psnr_noisy, double* ssim_noisy, double* psnr_out, double* ssim_out) {
-  const Job& job = *item.job;
-  const fs::path parent = fs::path(job.output).parent_path();
-  std::error_code ec;
-  if (!parent.empty()) fs::create_directories(parent, ec);
-  if (ec) throw Error(parent.string(), "cannot create the folder: " + ec.message());
-  // A symbolic link inside the output folder (out/sub -> /elsewhere) must not carry outputs
-  // out of it; the output folder itself may be a link.
-  if (!is_inside(resolved(parent.empty() ? fs::path(".") : parent), resolved(o.output)))
-    throw Error(job.output, "refusing to write through a symbolic link that leads out of the output folder " + o.output);
+  const DenoiseJob& job = *item.job;
+  make_job_folder(job.output, o.output);
+  // The plan refused files that existed before the job; one that appears since is not ours either.
+  const IfExists if_exists = o.overwrite || o.skip_existing ? IfExists::kReplace : IfExists::kRefuse;
   if (item.as_samples()) {
-    save_samples(job.output, {item.denoised_samples, item.samples.alpha});
+    save_samples(job.output, {item.denoised_samples, item.samples.alpha}, if_exists);
     if (job.compare.empty()) return;
     save_mat(job.compare, make_comparison({{mat_to_tensor(item.samples.color), "input", ""},
-                                           {mat_to_tensor(item.denoised_samples), "denoised", ""}}));
+                                           {mat_to_tensor(item.denoised_samples), "denoised", ""}}), if_exists);
     return;
   }
   ImageData out;
   out.pixels = item.denoised;
   out.alpha = item.image.alpha;
   out.depth = item.image.depth;
-  save_image(job.output, out);
+  save_image(job.output, out, if_exists);
 
   const torch::Tensor shown_input = item.input.clamp(0, 1);
   const torch::Tensor& clean = item.image.pixels;
@@ -255,7 +171,7 @@ void write_outputs(const Item& item, const DenoiseOptions& o, const std::string&
   panels.push_back({clean, "clean", ""});
   panels.push_back({shown_input, "noisy (" + noise_text + ")", quality_caption(*psnr_noisy, *ssim_noisy)});
   panels.push_back({item.denoised, "denoised", quality_caption(*psnr_out, *ssim_out)});
-  save_mat(job.compare, make_comparison(panels));
+  save_mat(job.compare, make_comparison(panels), if_exists);
 }
 
 }  // namespace
@@ -276,8 +192,8 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   const std::optional<NoiseSpec> noise =
       options.add_noise.empty() ? std::nullopt : std::optional<NoiseSpec>(parse_noise(options.add_noise));
   const std::string noise_text = noise ? to_string(*noise) : "";
-  std::vector<Error> unlisted;
-  const std::vector<Job> jobs = plan_jobs(options, &unlisted);
+  const DenoisePlan plan = plan_denoise(options);
+  const std::vector<DenoiseJob>& jobs = plan.jobs;
   ModelChooser models(options.model, options.tiling.device, load_options(options.precision), log);
 
   // A run killed while writing left temporaries beside its outputs (complete outputs were
@@ -288,7 +204,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   DenoiseReport report;
   // A folder that could not be listed is a failure like an unreadable file: its images are
   // missing from the outputs, so the exit code must say so.
-  for (const Error& e : unlisted) {
+  for (const Error& e : plan.unlisted) {
     ++report.failed;
     report.failures.push_back(e.what());
     log.warn(e.what());
@@ -301,7 +217,7 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
   BoundedQueue<Item> finished(static_cast<size_t>(options.prefetch));
 
   std::thread reader([&] {
-    for (const Job& job : jobs) {
+    for (const DenoiseJob& job : jobs) {
       Item item;
       item.job = &job;
       std::error_code ec;
@@ -314,6 +230,13 @@ DenoiseReport denoise(const DenoiseOptions& options, const Logger& log) {
           else
             item.samples = load_samples(job.path, options.max_pixels);
           item.state = Item::State::kLoaded;
+          // Refused here, before the model's time is spent on it; the writer would refuse it too.
+          const std::string loss = alpha_loss(job.output, noise ? item.image.alpha : item.samples.alpha);
+          if (!loss.empty()) {
+            item = Item();
+            item.job = &job;
+            item.error = job.path + ": " + loss + " (--format png keeps it)";
+          }
         } catch (const std::exception& e) {
           item.error = e.what();
         }

@@ -18,7 +18,11 @@ struct DenoiseOptions {
   std::string input;            // an image file, or a folder searched recursively; required
   std::string output;           // output folder (created); the input's relative tree is mirrored
                                 // in it, each file keeping its name, format, bit depth, size,
-                                // channels and alpha; required
+                                // channels and alpha; required. Files already there are refused
+                                // (before any work) unless overwrite or skip_existing is set
+  std::string format;           // "" = each output keeps its input's format; else the extension
+                                // of the one format all outputs are written in ("png", "tif",
+                                // "jpg", ...): NAME[.SUFFIX].FORMAT
   std::string suffix;           // "" = outputs keep the input's file name; "dn" = NAME.dn.EXT.
                                 // Required when `output` is the input folder or inside it
   std::string add_noise;        // noise spec added to each image before denoising (synthetic
@@ -29,6 +33,8 @@ struct DenoiseOptions {
                                 // clean | noisy | denoised with PSNR/SSIM when add_noise is set,
                                 // else input | denoised
   bool skip_existing = false;   // leave files whose outputs (and comparison) already exist
+  bool overwrite = false;       // replace files already where outputs go (an earlier run's
+                                // results); without it (or skip_existing) the job refuses them
   TileOptions tiling;           // tile size, batch and device of the model
   std::string precision = "fp32";  // "fp32" or "bf16" (load_model's dtype)
   int64_t max_pixels = kDefaultMaxPixels;  // larger images fail (decompression bombs)
@@ -52,7 +58,9 @@ struct DenoiseReport {
 // too large, unwritable output) and with subfolders that cannot be listed are counted, logged
 // as "FILE: reason" and the job goes on;
 // problems with the job itself (an unreadable model, no images, an output folder that could overwrite the
-// inputs) throw: UsageError for bad options, Error otherwise. Outputs are written atomically;
+// inputs, outputs that collide or already exist: plan_denoise in denoise_plan.h) throw:
+// UsageError for bad options, Error otherwise. An image whose alpha its output format cannot
+// store fails on its own (alpha_loss). Outputs are written atomically;
 // inputs are never written to. Decoding runs one image ahead on a reader thread and encoding on
 // a writer thread, overlapping the model.
 DenoiseReport denoise(const DenoiseOptions& options, const Logger& log);

@@ -1,0 +1,46 @@
+#pragma once
+
+// Planning `bottleneck denoise`: which files are inputs and where each one's results go, and the
+// refusals that keep the job from destroying anything before it starts (denoiser.h has the
+// options). Folders are compared by device and inode, so a link, a bind mount or another
+// spelling of an input folder is that folder.
+
+#include <string>
+#include <vector>
+
+#include "denoise/denoiser.h"
+#include "util/error.h"
+
+namespace bottleneck {
+
+struct DenoiseJob {
+  std::string path;      // input file as found
+  std::string relative;  // '/'-separated, relative to the input root
+  std::string output;    // where the denoised image goes
+  std::string compare;   // comparison image path, "" when not asked for
+};
+
+struct DenoisePlan {
+  std::vector<DenoiseJob> jobs;  // in listing order
+  std::vector<Error> unlisted;   // subfolders that could not be listed: a failure each
+};
+
+// Throws, before anything is written:
+//  - UsageError when the output folder is the input folder or lies inside it (or inside a folder
+//    of the input tree) and no --suffix is given;
+//  - UsageError when an output would be an input (device and inode), naming both;
+//  - UsageError when two inputs' results would be written to one file (a.png's comparison and
+//    a.compare.png's output; a.jpg and a.png under --format png), naming both inputs;
+//  - UsageError when a file already exists where the job would write and neither --overwrite
+//    nor --skip-existing is given, naming it: files the job did not write are the user's;
+//  - Error for a missing input, or one with no images.
+// Results of an earlier run inside the input tree (NAME.SUFFIX.EXT, comparisons, temporaries,
+// the output folder's contents) are not taken as inputs.
+DenoisePlan plan_denoise(const DenoiseOptions& options);
+
+// Creates the folders above `output` and refuses (Error naming it) one reached through a
+// symbolic link that leads out of `output_root`: a link planted inside the output folder must
+// not carry results elsewhere. The output folder itself may be a link.
+void make_job_folder(const std::string& output, const std::string& output_root);
+
+}  // namespace bottleneck
