@@ -13,6 +13,8 @@ packages=(
   zlib1g-dev              # gzip IDX files
   libgtest-dev            # unit tests
   python3-torch python3-opencv python3-skimage  # /usr/bin/python3 as a second client in tests
+  python3-matplotlib      # scripts/bench/codec_rd.py's RD plot
+  webp libopenjp2-tools libavif-bin libjxl-tools  # codec_rd.py's peers: cwebp, opj_compress, avifenc, cjxl
   dataset-fashion-mnist   # Fashion-MNIST IDX files
 )
 
