@@ -52,6 +52,18 @@ TEST(Cli, UnknownCommandOptionAndBadValuesExitTwoWithOneLine) {
   }
 }
 
+// OpenMP starts every thread asked for: 100000 of them ran for minutes, 2^31-1 aborted in
+// libgomp. Far past the cores is a usage error that names the limit.
+TEST(Cli, ThreadsAreBoundedByTheHardware) {
+  for (const char* n : {"100000", "2147483647"}) {
+    auto r = run_cli(std::string("--threads ") + n + " arch");
+    EXPECT_EQ(r.exit_code, 2) << n << "\n" << r.output;
+    EXPECT_NE(r.output.find(std::string("--threads ") + n + " is more than"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("hardware threads"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(run_cli("--threads 16 arch").exit_code, 0) << "16 is allowed on any machine";
+}
+
 TEST(Cli, ArchReportsParametersAndFlops) {
   auto r = run_cli("arch --arch unet-m --channels 3");
   EXPECT_EQ(r.exit_code, 0) << r.output;

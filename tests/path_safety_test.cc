@@ -274,3 +274,19 @@ TEST(PathSafety, DenoiseKnowsTheInputFolderUnderAnotherName) {
   EXPECT_TRUE(fs::exists(dir / "in/sub/b.dn.png"));
   EXPECT_EQ(tree(dir / "in").size(), before.size() + 2);
 }
+
+// Inputs are regular files: opening a FIFO waits for a writer forever (each of these hung).
+TEST(PathSafety, AFifoGivenAsAnInputIsRefusedNotWaitedOn) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0666), 0);
+  write_image(dir / "in/a.png", 1);
+  const std::string fifo = dir / "fifo";
+  for (const std::string args : {"info " + fifo, "denoise --model " + fifo + " " + dir / "in " + dir / "out" + kFlags,
+                                 "train --config " + fifo + " --data " + dir / "in --out " + dir / "run" + kFlags}) {
+    const CommandResult r = test::run_command("timeout 60 '" + std::string(BOTTLENECK_CLI_PATH) + "' " + args);
+    EXPECT_NE(r.exit_code, 124) << args << ": still waiting on the FIFO after 60 s";
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.output.find(fifo + ": is a FIFO, not a regular file"), std::string::npos) << args << "\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}

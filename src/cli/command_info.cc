@@ -5,6 +5,7 @@
 #include "cli/command.h"
 #include "codec/codec_file.h"
 #include "codec/compressor.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "formats/exporter.h"
 #include "formats/model_file.h"
@@ -70,6 +71,7 @@ Command info_command() {
   c.run = [](const cxxopts::ParseResult& r, const Context&) {
     if (!r.count("file")) throw UsageError("info: give a model file");
     const std::string path = r["file"].as<std::string>();
+    require_regular_file(path);  // sniffing a FIFO would wait for a writer forever
     if (is_compressed_file(path)) return print_compressed(path);
     if (codec_file_kind(path) == CodecFileKind::kModel) return print_codec_model(path);
     // The metadata does not depend on the device; the CPU keeps `info` usable on any machine.

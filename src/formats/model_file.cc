@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "formats/checkpoint.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "formats/exporter.h"
 #include "nets/models.h"
@@ -197,6 +198,7 @@ torch::jit::Module read_archive(const std::string& path, bool probe, std::string
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) throw Error(ErrorKind::kIo, path, "no such file");
   if (std::filesystem::is_directory(status)) throw Error(ErrorKind::kInvalidData, path, "is a directory, not a model file");
+  require_regular_file(path);  // a FIFO would block the probe and then the load, forever
 
   if (probe) refuse_if_it_crashes_the_loader(path);
 

@@ -113,6 +113,8 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+int max_threads() { return std::max(16, 4 * hardware_threads()); }
+
 // OpenBLAS is reached through the libblas.so.3 alternative, so it may or may not be the BLAS in
 // this process; look its setter up at run time instead of linking against it.
 void set_openblas_threads(int n) {
@@ -152,6 +154,13 @@ std::string openblas_core_to_request() {
 
 Runtime apply_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) throw UsageError("--threads must be >= 0 (0 = all hardware threads)");
+  // Beyond the cores, intra-op threads only slow LibTorch down, and OpenMP starts every one of
+  // them: 100000 ran past two minutes, 2^31-1 ended in libgomp's out-of-memory abort.
+  const int limit = max_threads();
+  if (options.threads > limit)
+    throw UsageError("--threads " + std::to_string(options.threads) + " is more than " + std::to_string(limit) +
+                     " (4 per hardware thread, at least 16; this machine has " + std::to_string(hardware_threads()) +
+                     "); 0 uses all hardware threads");
   if (options.cpu_cache_mb < 0) throw UsageError("--cpu-cache must be >= 0 (MB; 0 = off)");
   Runtime rt;
   rt.device = resolve_device(options.device);

@@ -10,7 +10,7 @@ namespace bottleneck {
 // Process-wide execution settings, resolved once from the CLI and applied before any work.
 struct RuntimeOptions {
   std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-  int threads = 0;              // intra-op threads; 0 = all hardware threads
+  int threads = 0;              // intra-op threads; 0 = all hardware threads; at most max_threads()
   uint64_t seed = 0;            // base seed for every random stream of the run
   // Headroom of the CPU block cache (cpu_allocator.h): MB it may hold beyond the most tensor
   // memory in use at once; 0 = LibTorch's own allocator.
@@ -68,6 +68,9 @@ std::string cpu_description();
 
 // Number of hardware threads, at least 1.
 int hardware_threads();
+
+// The most --threads accepts: 4 per hardware thread, at least 16.
+int max_threads();
 
 // Version string of the LibTorch we were built against.
 std::string torch_version();

@@ -192,10 +192,21 @@ std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
   return removed;
 }
 
-std::string read_file(const std::string& path) {
+void require_regular_file(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error(path, "no such file");
-  if (fs::is_directory(path, ec)) throw Error(path, "is a directory");
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) throw Error(path, "no such file");
+  if (fs::is_directory(status)) throw Error(path, "is a directory");
+  if (fs::is_regular_file(status)) return;
+  const char* what = fs::is_fifo(status)     ? "a FIFO"
+                     : fs::is_socket(status) ? "a socket"
+                     : fs::is_block_file(status) || fs::is_character_file(status) ? "a device"
+                                                                                  : "of an unknown type";
+  throw Error(ErrorKind::kIo, path, std::string("is ") + what + ", not a regular file: only regular files are read");
+}
+
+std::string read_file(const std::string& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path, "cannot open: " + reason(errno));
   std::ostringstream ss;

@@ -53,7 +53,12 @@ bool is_atomic_temporary(const std::string& filename);
 // cannot be removed are left alone. Returns the paths removed.
 std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
-// Whole file as a string; throws Error(path, reason).
+// Throws Error naming `path` unless it is a regular file (or a link to one): "no such file", "is
+// a directory", or kIo "is a FIFO (a device, a socket), not a regular file". Inputs are read
+// from regular files only: opening a FIFO waits for a writer forever, a device may never end.
+void require_regular_file(const std::string& path);
+
+// Whole file as a string; throws Error(path, reason), require_regular_file's included.
 std::string read_file(const std::string& path);
 
 }  // namespace bottleneck
