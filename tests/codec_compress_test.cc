@@ -12,6 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
+#include "codec/codec_compare.h"
 #include "codec/codec_file.h"
 #include "codec/codec_jobs.h"
 #include "codec/codec_trainer.h"
@@ -234,7 +235,7 @@ TEST_F(CodecCompress, DamagedFilesGiveOneLineErrorsOfTheirKind) {
   future[8] = 2;
   EXPECT_EQ(kind_of(future), ErrorKind::kUnsupported);
   std::vector<uint8_t> flipped = z.bytes;
-  flipped[flipped.size() - 10] ^= 0x40;
+  flipped[flipped.size() / 2] ^= 0x40;
   EXPECT_EQ(kind_of(flipped), ErrorKind::kCorrupt);
 }
 
@@ -335,6 +336,40 @@ TEST_F(CodecCompress, JobsRefuseToWriteOverAnInputOrToMergeTwoInputs) {
   d.output = dir / "link.png";
   d.model = *model_path_;
   EXPECT_THROW(decompress_files(d, Logger(LogLevel::kQuiet)), UsageError);
+}
+
+TEST_F(CodecCompress, CompareStripPutsJpegAndWebpAtTheLargestSettingThatFitsOurBytes) {
+  const cv::Mat image = test_image(3, 64, 96, 8);
+  const CompressedImage ours = compress_image(codec_, image, quality(75));
+  for (const std::string ext : {".jpg", ".webp"}) {
+    // A budget every setting but the lowest few exceeds, so the bisection has work to do.
+    std::vector<uchar> q20;
+    cv::imencode(ext, image, q20, {ext == ".jpg" ? cv::IMWRITE_JPEG_QUALITY : cv::IMWRITE_WEBP_QUALITY, 20});
+    const SizeMatched m = encode_at_most(image, ext, q20.size());
+    EXPECT_TRUE(m.fits) << ext;
+    EXPECT_LE(m.bytes, q20.size()) << ext;
+    EXPECT_GE(m.quality, 20) << ext;
+    std::vector<uchar> next;
+    cv::imencode(ext, image, next, {ext == ".jpg" ? cv::IMWRITE_JPEG_QUALITY : cv::IMWRITE_WEBP_QUALITY, m.quality + 1});
+    EXPECT_GT(next.size(), q20.size()) << ext;
+    EXPECT_NEAR(m.bpp, 8.0 * static_cast<double>(m.bytes) / (64 * 96), 1e-12);
+    EXPECT_GT(m.psnr, 15);
+  }
+  const cv::Mat strip = compare_at_equal_size(image, ours);
+  EXPECT_GE(strip.cols, 4 * 96);
+  EXPECT_GT(strip.rows, 64);
+
+  TempDir dir;
+  cv::imwrite(dir / "x.png", image);
+  CompressOptions o;
+  o.inputs = {dir.path()};
+  o.output = dir.path();  // beside the inputs: a second run must not take the strip for an input
+  o.model = *model_path_;
+  o.compare = true;
+  EXPECT_EQ(compress_files(o, Logger(LogLevel::kQuiet)).done, 1);
+  ASSERT_TRUE(fs::exists(dir / "x.compare.png"));
+  EXPECT_EQ(cv::imread(dir / "x.compare.png").cols, strip.cols);
+  EXPECT_EQ(compress_files(o, Logger(LogLevel::kQuiet)).done, 1);
 }
 
 // The CLI, as a subprocess: options, exit codes, one-line errors, determinism across ISAs.

@@ -38,6 +38,7 @@ int run_compress(const cxxopts::ParseResult& r, const Context& ctx) {
   o.target.bpp = optional_double(r, "bpp");
   o.target.psnr = optional_double(r, "psnr");
   o.skip_existing = r.count("skip-existing") > 0;
+  o.compare = r.count("compare") > 0;
   o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
   o.progress_tty = is_terminal(2);
   return finish(compress_files(o, ctx.log), "compressed", ctx);
@@ -69,7 +70,9 @@ Command compress_command() {
         ("bpp", "aim for this many bits per pixel, file headers included: the highest quality that fits",
          cxxopts::value<double>())
         ("psnr", "aim for this PSNR in dB: the lowest quality that reaches it", cxxopts::value<double>());
-    o.add_options("Files")("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
+    o.add_options("Files")("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>())
+        ("compare", "also write NAME.compare.png: original | ours | JPEG | WebP at the same file size, with "
+                    "bytes, bpp and PSNR");
   };
   c.run = run_compress;
   return c;

@@ -4,6 +4,7 @@
 
 #include "cli/command.h"
 #include "codec/codec_file.h"
+#include "codec/codec_trainer.h"
 #include "codec/compressor.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -57,6 +58,20 @@ int print_codec_model(const std::string& path) {
   return 0;
 }
 
+int print_codec_checkpoint(const std::string& path) {
+  const CodecCheckpointInfo info = read_codec_checkpoint_info(path);
+  std::cout << "file:             " << path << "\n"
+            << "kind:             codec training checkpoint (" << kCodecCheckpointFormat << ")\n"
+            << "written by:       bottleneck " << info.project_version << "\n"
+            << "codec:            " << to_json(info.spec) << "\n"
+            << "iterations:       " << info.iteration << "\n"
+            << "best val RD:      ";
+  if (std::isfinite(info.best_val_rd)) std::cout << std::fixed << std::setprecision(4) << info.best_val_rd << "\n";
+  else std::cout << "(not validated)\n";
+  std::cout << "model file:       bottleneck export --checkpoint " << path << " --output codec" << kCodecModelExtension << "\n";
+  return 0;
+}
+
 }  // namespace
 
 Command info_command() {
@@ -73,7 +88,9 @@ Command info_command() {
     const std::string path = r["file"].as<std::string>();
     require_regular_file(path);  // sniffing a FIFO would wait for a writer forever
     if (is_compressed_file(path)) return print_compressed(path);
-    if (codec_file_kind(path) == CodecFileKind::kModel) return print_codec_model(path);
+    const CodecFileKind codec = codec_file_kind(path);
+    if (codec == CodecFileKind::kModel) return print_codec_model(path);
+    if (codec == CodecFileKind::kCheckpoint) return print_codec_checkpoint(path);
     // The metadata does not depend on the device; the CPU keeps `info` usable on any machine.
     const std::unique_ptr<InferenceModel> model = load_model(path, c10::Device(c10::kCPU));
     const ModelInfo& info = model->info();

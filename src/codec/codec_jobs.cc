@@ -1,5 +1,6 @@
 #include "codec/codec_jobs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <optional>
 
+#include "codec/codec_compare.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/file_jobs.h"
@@ -77,6 +79,12 @@ CodecJobReport run_jobs(const FileJobPlan& plan, const std::string& output_root,
   return report;
 }
 
+constexpr char kCompareSuffix[] = ".compare.png";
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 bool is_directory(const std::string& p) {
   std::error_code ec;
   return fs::is_directory(p, ec);
@@ -94,7 +102,12 @@ CodecJobReport compress_files(const CompressOptions& o, const Logger& log) {
   fo.output_name = [](const std::string& rel) { return container_path_for(rel); };
   fo.names_a_file = [](const std::string& out) { return has_container_extension(out); };
   fo.what = "images (png jpg jpeg bmp tif tiff webp pgm ppm pnm)";
-  const FileJobPlan plan = plan_file_jobs(fo);
+  FileJobPlan plan = plan_file_jobs(fo);
+  // Comparison strips an earlier --compare wrote beside its outputs are not inputs.
+  plan.jobs.erase(std::remove_if(plan.jobs.begin(), plan.jobs.end(),
+                                 [](const FileJob& j) { return j.in_input_tree && ends_with(j.input, kCompareSuffix); }),
+                  plan.jobs.end());
+  if (plan.jobs.empty() && plan.unlisted.empty()) throw Error(ErrorKind::kInvalidData, o.inputs[0], "no images found");
   LoadedCodec codec = load_model_option(o.model);
   log.debug("codec model ", codec.info.path, " (id ", model_id_hex(codec.info.id), ")");
   const std::string root = plan.jobs.size() == 1 && !is_directory(o.output) && has_container_extension(o.output) ? "" : o.output;
@@ -108,6 +121,13 @@ CodecJobReport compress_files(const CompressOptions& o, const Logger& log) {
                   "(e.g. convert IN -alpha off OUT.png)");
     const CompressedImage c = compress_image(codec, samples.color, o.target);
     write_file_atomically(job.output, c.bytes.data(), c.bytes.size());
+    if (o.compare) {
+      const std::string strip = fs::path(job.output).replace_extension(kCompareSuffix).string();
+      refuse_output_over_input(strip, {job.input}, "comparison");
+      cv::Mat eight = samples.color;
+      if (eight.depth() == CV_16U) samples.color.convertTo(eight, CV_8U, 1.0 / 257.0);
+      save_mat(strip, compare_at_equal_size(eight, c));
+    }
     if (samples.color.depth() == CV_16U) log.info(job.input, ": 16-bit samples coded at 8-bit precision");
     if (!c.target_reached)
       log.warn(job.input, ": the target is out of reach; used quality ", fixed(c.quality, 0));

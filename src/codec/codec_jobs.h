@@ -22,6 +22,8 @@ struct CompressOptions {
   std::string model;                // codec model file (.bnm); "" = the shipped one
   CodecTarget target;               // quality (default 75), or a --bpp / --psnr search
   bool skip_existing = false;       // leave inputs whose output exists
+  bool compare = false;             // also write NAME.compare.png beside each output: original |
+                                    // ours | JPEG | WebP at the same file size (codec_compare.h)
   int64_t max_pixels = kDefaultMaxPixels;  // larger images fail (decompression bombs)
   bool progress_tty = false;        // redraw the progress line in place
 };

@@ -89,9 +89,11 @@ class Encoder {
 
   double bpp(float quality) const { return 8.0 * static_cast<double>(encode(quality).size()) / pixels(); }
 
-  double psnr_at(float quality) const {
-    return psnr(to_8bit(synthesise(codec_, symbols(quality), quality, height_, width_, channels_)), x_);
+  torch::Tensor decoded(float quality) const {
+    return to_8bit(synthesise(codec_, symbols(quality), quality, height_, width_, channels_));
   }
+  double psnr_at(float quality) const { return psnr(decoded(quality), x_); }
+  double psnr_of(const torch::Tensor& decoded) const { return psnr(decoded, x_); }
 
   double pixels() const { return static_cast<double>(height_ * width_); }
 
@@ -169,7 +171,8 @@ CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const C
   out.quality = q;
   out.bytes = enc.encode(q);
   out.bpp = 8.0 * static_cast<double>(out.bytes.size()) / enc.pixels();
-  out.psnr = enc.psnr_at(q);
+  out.decoded = enc.decoded(q);
+  out.psnr = enc.psnr_of(out.decoded);
   return out;
 }
 

@@ -55,6 +55,7 @@ struct CompressedImage {
   bool target_reached = true;  // false when a --bpp / --psnr target lies outside quality 1..100
                                // (the nearest end was used)
   int encodings = 0;           // qualities tried (1 without a search)
+  torch::Tensor decoded;       // C x H x W in [0, 1], 8-bit levels: what decompress will give
 };
 
 // `image`: gray or BGR as OpenCV decodes (CV_8U or CV_16U), any size up to kMaxImageSide a side.
