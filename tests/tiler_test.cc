@@ -25,6 +25,13 @@ ArchSpec small_arch(int channels, std::vector<int> widths, const std::string& he
   return spec;
 }
 
+ArchSpec conv_ae_arch(int channels, std::vector<int> widths) {
+  ArchSpec spec = small_arch(channels, std::move(widths), "linear");
+  spec.kind = "conv-ae";
+  spec.bottleneck_channels = 4;
+  return spec;
+}
+
 // An untrained model behind the InferenceModel interface (through a checkpoint on disk, as
 // users load them). A linear head makes the outputs vary as much as the features do, so a
 // tile seam could not hide below the tolerance.
@@ -82,6 +89,7 @@ TEST(Tiler, EqualsWholeImageInference) {
       {small_arch(3, {8, 8, 16, 16}, "linear"), {24, 48}, 220},         // depth 3, colour
       {small_arch(1, {8, 8, 16, 16}, "residual", "bilinear"), {40}, 220},  // bilinear upsampling
       {small_arch(3, {8, 16, 16}, "sigmoid"), {8}, 80},
+      {conv_ae_arch(3, {8, 16, 16}), {16}, 100},  // conv-ae: its own (smaller) radius from the plan
   };
   uint64_t seed = 1;
   double worst = 0;

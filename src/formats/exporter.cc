@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "nets/layer_plan.h"
 #include "util/atomic_file.h"
 #include "bottleneck/version.h"
 #include "util/error.h"
@@ -23,15 +24,14 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// Writes the TorchScript source of one network. Every layer expression it emits records the
-// parameters it reads with their shapes, so the exporter can check them against the native
-// module. The walk below mirrors UNetImpl / ConvAEImpl in models.cc, layer for layer.
+// Writes the TorchScript source of one network from its layer plan (layer_plan.h), the one
+// models.cc runs. Every layer expression it emits records the parameters it reads with their
+// shapes, so the exporter can check them against the native module.
 class SourceWriter {
  public:
-  explicit SourceWriter(const ArchSpec& spec) : spec_(spec) {}
+  explicit SourceWriter(const ArchSpec& spec) : spec_(spec), plan_(make_plan(spec)) {}
 
   std::string source() {
-    const bool unet = spec_.kind == "unet";
     const int multiple = spec_.size_multiple();
     std::ostringstream s;
     s << "def _check(self, x: Tensor) -> None:\n"
@@ -56,36 +56,28 @@ class SourceWriter {
     s << "def encode(self, x: Tensor) -> Tensor:\n"
       << "    self._check(x)\n"
       << "    p = self._pad(x)\n"
-      << encoder(false)
+      << "    f = p\n"
+      << steps(plan_.encoder, /*skips=*/false)
       << "    return f\n\n";
 
-    const std::vector<int>& w = spec_.widths;
-    const int depth = spec_.depth();
-    const int convs = spec_.convs_per_level;
     s << "def forward(self, x: Tensor) -> Tensor:\n"
       << "    self._check(x)\n"
       << "    p = self._pad(x)\n"
-      << encoder(unet);
-    if (has_squeeze()) s << "    f = " << act(conv("f", "expand", spec_.bottleneck_channels, w.back(), 1)) << "\n";
-    for (int l = depth; l >= 1; --l) {
-      const std::string up = upsample("f", "dec" + std::to_string(l) + "_up", w[l], w[l - 1]);
-      if (unet) {
-        s << "    f = " << up << " + s" << l - 1 << "\n";
-      } else {
-        s << "    f = " << act(up) << "\n";
-      }
-      // conv-ae: the activated upsampling stands in for the first conv of the level.
-      const int dec_convs = unet ? convs : convs - 1;
-      for (int i = 0; i < dec_convs; ++i)
-        s << "    f = " << act(conv("f", layer("dec", l, "_conv", i), w[l - 1], w[l - 1], 3)) << "\n";
-    }
-    const std::string head = conv("f", "head", w[0], spec_.out_channels, 3);
-    if (spec_.head == "residual") {
-      s << "    y = p - " << head << "\n";
-    } else if (spec_.head == "sigmoid") {
-      s << "    y = torch.sigmoid(" << head << ")\n";
-    } else {
-      s << "    y = " << head << "\n";
+      << "    f = p\n"
+      << steps(plan_.encoder, /*skips=*/true)
+      << steps(plan_.decoder, /*skips=*/true);
+    const PlanStep& h = plan_.head;
+    const std::string head = conv("f", h.name, h.in, h.out, h.kernel, h.stride);
+    switch (plan_.head_kind) {
+      case Head::kResidual:
+        s << "    y = p - " << head << "\n";
+        break;
+      case Head::kSigmoid:
+        s << "    y = torch.sigmoid(" << head << ")\n";
+        break;
+      case Head::kLinear:
+        s << "    y = " << head << "\n";
+        break;
     }
     s << "    return y.narrow(2, 0, x.size(2)).narrow(3, 0, x.size(3))\n";
     return s.str();
@@ -95,39 +87,35 @@ class SourceWriter {
   const std::map<std::string, std::vector<int64_t>>& parameters() const { return parameters_; }
 
  private:
-  bool has_squeeze() const {
-    const int b = spec_.bottleneck_channels;
-    return spec_.kind == "conv-ae" || (b > 0 && b != spec_.widths.back());
-  }
-
-  static std::string layer(const char* prefix, int level, const char* suffix, int index = -1) {
-    std::string s = prefix + std::to_string(level) + suffix;
-    if (index >= 0) s += std::to_string(index);
-    return s;
-  }
-
-  // Encoder statements from p to f (the lowest level, squeezed when there is a squeeze);
-  // with `skips`, the outputs of levels 0..depth-1 are kept as s0, s1, ...
-  std::string encoder(bool skips) {
-    const std::vector<int>& w = spec_.widths;
-    const int depth = spec_.depth();
-    const int convs = spec_.convs_per_level;
+  // Statements for `list`, each reading and writing f; the skips are s0, s1, ... (encode()
+  // needs none). An upsampling and the skip added to it are one statement.
+  std::string steps(const std::vector<PlanStep>& list, bool skips) {
     std::ostringstream s;
-    s << "    f = p\n";
-    // conv-ae has a single conv at full resolution; the stride-2 convs carry the rest.
-    const int enc0_convs = spec_.kind == "unet" ? convs : 1;
-    for (int i = 0; i < enc0_convs; ++i)
-      s << "    f = " << act(conv("f", layer("enc", 0, "_conv", i), i == 0 ? spec_.in_channels : w[0], w[0], 3)) << "\n";
-    for (int l = 0; l <= depth; ++l) {
-      if (l > 0) {
-        s << "    f = " << act(conv("f", layer("down", l, ""), w[l - 1], w[l], 3, 2)) << "\n";
-        for (int i = 0; i + 1 < convs; ++i)
-          s << "    f = " << act(conv("f", layer("enc", l, "_conv", i), w[l], w[l], 3)) << "\n";
+    for (size_t i = 0; i < list.size(); ++i) {
+      const PlanStep& step = list[i];
+      switch (step.op) {
+        case PlanStep::Op::kConv: {
+          const std::string c = conv("f", step.name, step.in, step.out, step.kernel, step.stride);
+          s << "    f = " << (step.activate ? act(c) : c) << "\n";
+          break;
+        }
+        case PlanStep::Op::kUp: {
+          const std::string up = upsample("f", step.name, step.in, step.out);
+          if (i + 1 < list.size() && list[i + 1].op == PlanStep::Op::kAddSkip) {
+            s << "    f = " << up << " + s" << list[++i].index << "\n";
+          } else {
+            s << "    f = " << (step.activate ? act(up) : up) << "\n";
+          }
+          break;
+        }
+        case PlanStep::Op::kSaveSkip:
+          if (skips) s << "    s" << step.index << " = f\n";
+          break;
+        case PlanStep::Op::kAddSkip:
+          s << "    f = f + s" << step.index << "\n";
+          break;
       }
-      if (skips && l < depth) s << "    s" << l << " = f\n";
     }
-    if (has_squeeze())
-      s << "    f = " << act(conv("f", "squeeze", w.back(), spec_.bottleneck_channels, 1)) << "\n";
     return s.str();
   }
 
@@ -145,7 +133,7 @@ class SourceWriter {
   // 2x upsampling: a 2x2 stride-2 transposed conv (computed as models.cc does), or a bilinear resize (align_corners false,
   // the call F::interpolate makes for scale factor 2) followed by a 3x3 conv.
   std::string upsample(const std::string& input, const std::string& name, int in, int out) {
-    if (spec_.upsample == "bilinear") {
+    if (plan_.upsample == Upsample::kBilinear) {
       const std::string resized = "torch.upsample_bilinear2d(" + input + ", [" + input +
                                   ".size(2) * 2, " + input + ".size(3) * 2], False, 2.0, 2.0)";
       return conv(resized, name, in, out, 3);
@@ -158,8 +146,14 @@ class SourceWriter {
   }
 
   std::string act(const std::string& x) const {
-    if (spec_.activation == "leaky_relu") return "torch.leaky_relu(" + x + ", 0.01)";
-    if (spec_.activation == "silu") return "torch.silu(" + x + ")";
+    switch (plan_.activation) {
+      case Activation::kLeakyRelu:
+        return "torch.leaky_relu(" + x + ", 0.01)";
+      case Activation::kSilu:
+        return "torch.silu(" + x + ")";
+      case Activation::kRelu:
+        break;
+    }
     return "torch.relu(" + x + ")";
   }
 
@@ -172,6 +166,7 @@ class SourceWriter {
   }
 
   const ArchSpec& spec_;
+  const LayerPlan plan_;
   std::map<std::string, std::vector<int64_t>> parameters_;
 };
 
@@ -273,7 +268,7 @@ torch::jit::Module to_torchscript(const AutoencoderImpl& model, c10::Device devi
       throw Error("exporter: the network has a parameter " + name + " that the generated " +
                   spec.kind + " does not use (models.cc and exporter.cc disagree)");
 
-  torch::jit::Module module(spec.kind == "unet" ? "__torch__.bottleneck.UNet"
+  torch::jit::Module module(arch_kind(spec) == ArchKind::kUNet ? "__torch__.bottleneck.UNet"
                                                 : "__torch__.bottleneck.ConvAE");
   // Python's nn.Module API (model.eval(), model.training) expects the attribute that scripted
   // Python modules carry; a module built in C++ has it only when registered.

@@ -17,8 +17,8 @@
 // LibTorch cannot script a C++ torch::nn::Module, so the exporter builds a torch::jit::Module
 // by hand: every parameter of the trained network becomes a parameter of the script module
 // (name "enc0_conv0.weight" -> "enc0_conv0_weight"), and forward()/encode() are TorchScript
-// source generated from the ArchSpec by walking the layers in the order models.cc builds and
-// runs them. The generator records the shape of every parameter its source uses; the export
+// source generated from the network's layer plan (nets/layer_plan.h), the one models.cc builds
+// and runs. The generator records the shape of every parameter its source uses; the export
 // fails unless that set equals the native module's parameters exactly, so a network whose
 // structure the generator no longer follows cannot be exported silently wrong.
 

@@ -17,25 +17,12 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "formats/exporter.h"
+#include "nets/layer_plan.h"
 #include "nets/models.h"
 
 namespace bottleneck {
 
-int receptive_radius(const ArchSpec& spec) {
-  // Sum over the deepest path of (kernel radius x the scale the layer reads at): 3x3 convs add
-  // one pixel of their resolution, a 2x upsampling adds up to one coarse pixel.
-  const int convs = spec.convs_per_level;
-  int radius = convs;  // level-0 encoder convs
-  for (int l = 1; l <= spec.depth(); ++l) {
-    radius += 1 << (l - 1);            // stride-2 conv reading level l-1
-    radius += (convs - 1) * (1 << l);  // further convs at level l
-  }
-  for (int l = spec.depth(); l >= 1; --l) {
-    radius += 1 << l;                                                     // upsampling
-    radius += (convs + (spec.upsample == "bilinear" ? 1 : 0)) * (1 << (l - 1));  // convs at level l-1
-  }
-  return radius + 1;  // head
-}
+int receptive_radius(const ArchSpec& spec) { return make_plan(spec).receptive_radius(); }
 
 int InferenceModel::receptive_radius() const { return bottleneck::receptive_radius(info().arch); }
 

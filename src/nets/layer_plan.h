@@ -1,0 +1,74 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nets/arch_spec.h"
+
+namespace bottleneck {
+
+// A network as data: every layer once, with the name its parameters carry in checkpoints and
+// exports, its shapes, the resolution it reads and its place in the forward pass. models.cc
+// builds and runs the modules from it, the exporter writes the TorchScript from it, and the
+// MAC count and the tiler's margin are sums over it, so the four cannot disagree. A new
+// architecture is a new branch of make_plan; nothing else walks the layers. Torch-free.
+//
+// Layer names (a file-format contract, docs/formats.md):
+//   enc0_conv{i}   3x3 convs at full resolution
+//   down{l}        3x3 stride-2 conv from level l-1 to level l (l = 1..depth)
+//   enc{l}_conv{i} the further 3x3 convs at level l
+//   squeeze, expand 1x1 convs into and out of the bottleneck code at the lowest level
+//   dec{l}_up      upsampling from level l to l-1: a 2x2 stride-2 transposed conv, or (bilinear)
+//                  the 3x3 conv after a 2x bilinear resize
+//   dec{l}_conv{i} 3x3 convs at level l-1 after that upsampling
+//   head           3x3 conv to the output channels
+// Every conv has a bias; there is no normalisation.
+
+enum class ArchKind { kUNet, kConvAE };
+enum class Activation { kRelu, kLeakyRelu, kSilu };  // leaky_relu: PyTorch's slope 0.01
+enum class Head { kResidual, kSigmoid, kLinear };
+enum class Upsample { kTransposed, kBilinear };
+
+// The typed forms of ArchSpec's strings (validated specs only: validate() refused the rest).
+ArchKind arch_kind(const ArchSpec& spec);
+Activation activation_of(const ArchSpec& spec);
+Head head_of(const ArchSpec& spec);
+Upsample upsample_of(const ArchSpec& spec);
+
+struct PlanStep {
+  enum class Op {
+    kConv,      // f = conv(f), k x k, padding k / 2
+    kUp,        // f = 2x upsampling of f (as the plan's Upsample says)
+    kSaveSkip,  // skip[index] = f
+    kAddSkip,   // f = f + skip[index]
+  };
+  Op op = Op::kConv;
+  std::string name;   // parameter prefix (kConv, kUp)
+  int in = 0, out = 0, kernel = 3, stride = 1;
+  int level = 0;      // resolution level read: the layer sees 1/2^level of the padded input
+  bool activate = false;  // the activation follows
+  int index = -1;     // skip index (kSaveSkip, kAddSkip)
+};
+
+struct LayerPlan {
+  ArchKind kind = ArchKind::kUNet;
+  Activation activation = Activation::kRelu;
+  Head head_kind = Head::kResidual;
+  Upsample upsample = Upsample::kTransposed;
+  std::vector<PlanStep> encoder;  // padded input -> the bottleneck code (encode() returns it)
+  std::vector<PlanStep> decoder;  // code -> full-resolution features; skips are the encoder's
+  PlanStep head;                  // the output conv; the head kind says what follows it
+
+  // Multiply-accumulates per input pixel of one forward pass.
+  double macs_per_pixel() const;
+  // Pixels of context on each side that influence an output pixel (an upper bound): tiles
+  // with this margin reproduce whole-image inference.
+  int receptive_radius() const;
+  // Every layer with parameters, in registration order (encoder, decoder, head).
+  std::vector<const PlanStep*> layers() const;
+};
+
+// Validates the spec first (UsageError naming the field).
+LayerPlan make_plan(const ArchSpec& spec);
+
+}  // namespace bottleneck
