@@ -268,6 +268,15 @@ TEST_F(CodecCompress, ModelFileRoundTripsAndChecksItsId) {
   std::ofstream(dir / "junk.bnm") << "not a model";
   EXPECT_EQ(codec_file_kind(dir / "junk.bnm"), CodecFileKind::kNone);
   EXPECT_THROW(load_codec_model(dir / "junk.bnm"), Error);
+  // A file that crashes LibTorch's unpickler (tests/fuzz/known_crashes) is an Error, not the end.
+  const std::string crash = std::string(BOTTLENECK_SOURCE_DIR) + "/tests/fuzz/known_crashes/libtorch-1.13-parse-class-constant.ckpt";
+  EXPECT_EQ(codec_file_kind(crash), CodecFileKind::kNone);
+  try {
+    load_codec_model(crash);
+    ADD_FAILURE() << "loaded a damaged file";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(crash + ": ", 0), 0u) << e.what();
+  }
 }
 
 TEST_F(CodecCompress, FolderJobGoesOnPastBadFilesAndMirrorsTheTree) {

@@ -14,6 +14,7 @@
 #include "codec/cdf.h"
 #include "codec/codec_trainer.h"
 #include "formats/checkpoint.h"
+#include "formats/model_file.h"
 #include "inference/shipped_models.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -86,8 +87,17 @@ std::string format_of(torch::serialize::InputArchive& archive, nlohmann::json* o
   return format;
 }
 
-torch::serialize::InputArchive open(const std::string& path) {
-  const std::string bytes = read_file(path);
+// A regular file, its bytes, and LibTorch unharmed by them (refuse_if_it_crashes_the_loader).
+std::string archive_bytes(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
+    throw Error(ErrorKind::kInvalidData, path, "not a regular file");  // a FIFO would block the reads
+  std::string bytes = read_file(path);
+  refuse_if_it_crashes_the_loader(path);
+  return bytes;
+}
+
+torch::serialize::InputArchive open(const std::string& path, const std::string& bytes) {
   torch::serialize::InputArchive archive;
   try {
     std::istringstream in(bytes);
@@ -188,7 +198,7 @@ CodecExportResult export_codec_model(const std::string& checkpoint, const std::s
 }
 
 LoadedCodec load_codec_model(const std::string& path) {
-  torch::serialize::InputArchive archive = open(path);
+  torch::serialize::InputArchive archive = open(path, archive_bytes(path));
   LoadedCodec codec;
   CodecModelInfo& info = codec.info;
   info.path = path;
@@ -247,7 +257,14 @@ LoadedCodec load_codec_model(const std::string& path) {
 
 CodecFileKind codec_file_kind(const std::string& path) {
   try {
-    torch::serialize::InputArchive archive = open(path);
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return CodecFileKind::kNone;
+    // Only files that name a codec format are unpickled here (torch archives store the info
+    // record's text as it is): the others go to their own readers, which probe them once.
+    const std::string bytes = read_file(path);
+    if (bytes.find("bottleneck-codec-") == std::string::npos) return CodecFileKind::kNone;
+    refuse_if_it_crashes_the_loader(path);
+    torch::serialize::InputArchive archive = open(path, bytes);
     const std::string format = format_of(archive, nullptr);
     if (format == kCodecModelFormat) return CodecFileKind::kModel;
     if (format == kCodecCheckpointFormat) return CodecFileKind::kCheckpoint;

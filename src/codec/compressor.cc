@@ -1,6 +1,7 @@
 #include "codec/compressor.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include <opencv2/core.hpp>
@@ -225,6 +226,8 @@ ParsedContainer read_compressed_file(const std::string& path) {
 }
 
 bool is_compressed_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;  // a FIFO would block the read
   std::ifstream in(path, std::ios::binary);
   uint8_t head[8] = {};
   in.read(reinterpret_cast<char*>(head), sizeof head);

@@ -89,6 +89,8 @@ class NativeModel : public InferenceModel {
   std::optional<torch::jit::Module> optimized_;
 };
 
+}  // namespace
+
 // LibTorch's unpickler can be crashed by a crafted archive (SIGSEGV in ScriptTypeParser, found by
 // fuzzing: tests/fuzz/known_crashes), which no C++ handler catches. A forked child loads the file
 // first; a child that dies instead of exiting normally condemns the file with a clean error rather
@@ -124,6 +126,8 @@ void refuse_if_it_crashes_the_loader(const std::string& path) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw Error(path, "a damaged or hostile model file: it crashes LibTorch's loader");
 }
+
+namespace {
 
 ModelInfo checkpoint_model_info(const std::string& path, const CheckpointInfo& c) {
   ModelInfo info;

@@ -69,6 +69,12 @@ c10::ScalarType parse_precision(const std::string& name);
 // LoadOptions with the dtype of a --precision value (the rest default).
 LoadOptions load_options(const std::string& precision);
 
+// Loads `path` with LibTorch in a forked child and throws Error(path, "a damaged or hostile
+// model file: ...") when the child dies: LibTorch's unpickler can be crashed by a crafted archive,
+// which no handler catches. Every reader of torch archives calls it before loading in-process
+// (load_model with LoadOptions::probe; the codec's model files).
+void refuse_if_it_crashes_the_loader(const std::string& path);
+
 // Receptive radius of the network a spec describes, in input pixels.
 int receptive_radius(const ArchSpec& spec);
 
