@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 #include <tuple>
 
@@ -282,6 +283,18 @@ TEST(Exporter, LoadModelReadsExportsWithTheirMetadata) {
   EXPECT_EQ(model->channels(), 3);
   EXPECT_EQ(model->receptive_radius(), receptive_radius(spec));
   EXPECT_FALSE(torch::jit::load(dir / "m.pt").is_training());
+  // An export is a function of its checkpoint: another export of it, under another name, holds
+  // the same bytes (the zip is not rooted at a temporary's name).
+  ExportOptions again;
+  again.checkpoint = dir / "m.ckpt";
+  again.output = dir / "again.pt";
+  export_model(again);
+  auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(dir / "again.pt"), bytes(dir / "m.pt"));
+  EXPECT_EQ(bytes(dir / "m.pt").find(".tmp-"), std::string::npos);
 
   const auto from_checkpoint = load_model(dir / "m.ckpt", torch::kCPU);
   EXPECT_EQ(from_checkpoint->info().file_kind, "checkpoint");

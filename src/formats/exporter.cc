@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <vector>
@@ -357,12 +358,21 @@ ExportResult export_model(const ExportOptions& options) {
   }
   const torch::jit::Module module = to_torchscript(*loaded.model, options.device);
   const std::string metadata = export_metadata_json(loaded.info);
+  // Serialised in memory: a zip written to a file is rooted at the file's stem, here the
+  // temporary's (".NAME.tmp-PID-N/"), so two exports of one checkpoint would differ. From a
+  // stream the root is always "archive/" and the bytes are a function of the checkpoint.
+  std::ostringstream bytes;
+  try {
+    module.save(bytes, {{kTorchScriptMetadataFile, metadata}});
+  } catch (const std::exception& e) {
+    throw Error(options.output, "cannot write the exported model: " + first_line(e.what()));
+  }
+  const std::string data = bytes.str();
   write_atomically(options.output, [&](const std::string& tmp) {
-    try {
-      module.save(tmp, {{kTorchScriptMetadataFile, metadata}});
-    } catch (const std::exception& e) {
-      throw Error(options.output, "cannot write the exported model: " + first_line(e.what()));
-    }
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out.close();
+    if (!out) throw Error(options.output, "cannot write the exported model");
     verify_export(tmp, options.output, *loaded.model, options.device);
   });
   ExportResult result;
