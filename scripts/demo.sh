@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: installs what is missing, builds, then denoises a few real photos
 # (the sample images of Debian's python3-skimage) with synthetic noise added, writing the
-# denoised images and clean | noisy | denoised comparisons to out/demo/denoised/.
+# denoised images and clean | noisy | denoised comparisons to out/demo/denoised/; then compresses
+# them with the learned codec (out/demo/compressed/, with --compare strips) and decodes them back.
 # Idempotent: a second run reuses the build and the outputs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,3 +29,16 @@ if [ -d "$out/denoised" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$models" ]; the
 "$cli" denoise --input "$out/photos" --output "$out/denoised" --model gaussian --add-noise gaussian:25 --compare --skip-existing
 printf '%s\n' "$models" > "$stamp"
 echo "demo: results in $out/denoised (the *.compare.png files show clean | noisy | denoised)"
+
+# The learned codec: the photos as .bnc files and back, with original | ours | JPEG | WebP strips
+# at equal file size. The shipped codec is an early training snapshot; the strips show how far
+# behind JPEG it still is.
+codec_stamp="$out/compressed/.model"
+codec_model="$(cksum "$root/models/codec.bnm")"
+if [ -d "$out/compressed" ] && [ "$(cat "$codec_stamp" 2>/dev/null)" != "$codec_model" ]; then
+  rm -rf "$out/compressed" "$out/decompressed"
+fi
+"$cli" compress "$out/photos" -o "$out/compressed" --quality 75 --compare --skip-existing
+"$cli" decompress "$out/compressed" -o "$out/decompressed" --skip-existing
+printf '%s\n' "$codec_model" > "$codec_stamp"
+echo "demo: compressed photos in $out/compressed (*.compare.png: original | ours | JPEG | WebP at the same size), decoded in $out/decompressed"
