@@ -233,7 +233,8 @@ def main():
         os.makedirs(os.path.dirname(path), exist_ok=True)
         img = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        rss[mp], _ = measure_rss([cli, "denoise", path, os.path.join(out, "mem", "out"), "--threads", str(T), "--model", model, "-q"])
+        rss[mp], _ = measure_rss([cli, "denoise", path, os.path.join(out, "mem", "out"), "--threads", str(T), "--model", model, "-q",
+                                  "--overwrite"])
         os.remove(path)
         log(f"{mp} MP: peak RSS {rss[mp]:.0f} MB")
     top, low = max(rss), min(rss)

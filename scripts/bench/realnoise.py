@@ -148,7 +148,7 @@ def main():
     # Synthetic camera noise on the same clean images, written as images by denoise --strength 0
     # (the output is then the noisy input itself).
     synth_dir = os.path.join(args.out, "synthetic")
-    run([args.cli, "denoise", clean_dir, synth_dir, "--add-noise", "camera", "--strength", "0", "--model", "photo",
+    run([args.cli, "denoise", clean_dir, synth_dir, "--add-noise", "camera", "--strength", "0", "--model", "photo", "--overwrite",
          "--threads", str(args.threads), "-q"])
     real = noise_stats(noisy_dir, clean_dir, names)
     synth = noise_stats(synth_dir, clean_dir, names)
@@ -198,7 +198,7 @@ def main():
         outs = {}
         for strength in ("0.5", "1", "1.5"):
             d = os.path.join(args.out, "strength-" + strength)
-            run([args.cli, "denoise", os.path.join(crop_in, "noisy.png"), d, "--model", "photo", "--strength", strength,
+            run([args.cli, "denoise", os.path.join(crop_in, "noisy.png"), d, "--model", "photo", "--strength", strength, "--overwrite",
                  "--threads", str(args.threads), "-q"])
             outs[strength] = cv2.imread(os.path.join(d, "noisy.png"))
         cut = lambda im: im[y0:y0 + s, x0:x0 + s]
