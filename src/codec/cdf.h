@@ -45,7 +45,7 @@ std::string cdf_table_problem(const CdfTable& table);
 // come from outside (a model file); path names that file.
 void validate_cdf_table(const CdfTable& table, const std::string& path);
 
-// Tables as bytes, little-endian (docs/codec-format.md, "CDF tables"): uint32 precision,
+// Tables as bytes, little-endian (docs/formats.md, "CDF tables"): uint32 precision,
 // uint32 count, then per table int32 offset, uint32 symbols n, n x uint16 frequency.
 // Throws Error(kInvalidData) for an invalid table or more than kMaxCdfTables.
 std::vector<uint8_t> serialize_cdf_tables(const std::vector<CdfTable>& tables);

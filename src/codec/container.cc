@@ -16,7 +16,7 @@ namespace {
 
 static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4, "quality is stored as IEEE-754 binary32");
 
-// Offsets of the version-1 layout (docs/codec-format.md).
+// Offsets of the version-1 layout (docs/formats.md).
 constexpr size_t kVersionAt = 8, kChannelsAt = 10, kBitDepthAt = 11, kWidthAt = 12, kHeightAt = 16,
                  kQualityAt = 20, kModelIdAt = 24, kStreamCountAt = 40, kStreamsAt = 44;
 constexpr size_t kStreamEntryBytes = 16;  // channels, height, width, payload bytes: uint32 each

@@ -3,7 +3,7 @@
 // The compressed image file: a header saying what was compressed and with which model, the
 // latent streams' shapes and sizes, the streams' bytes (rANS, codec/rans.h), and checksums.
 // Unlike CompressAI's bitstream it identifies itself (magic), can evolve (version), names the
-// model it needs (model id) and detects damage (CRC32s). Every byte is in docs/codec-format.md.
+// model it needs (model id) and detects damage (CRC32s). Every byte is in docs/formats.md.
 
 #include <array>
 #include <cstddef>

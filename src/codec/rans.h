@@ -8,7 +8,7 @@
 // most per symbol), probabilities as integers out of 2^kCdfPrecision. Encoding runs backwards
 // over the symbols (rANS is last-in first-out), so RansEncoder only buffers them and codes
 // everything in finish(); the decoder then reads forwards. The byte layout is in
-// docs/codec-format.md ("rANS stream").
+// docs/formats.md ("rANS stream").
 
 #include <cstddef>
 #include <cstdint>
