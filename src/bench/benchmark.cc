@@ -126,7 +126,8 @@ nlohmann::json timing_json(const Timing& t) {
           {"seconds_per_megapixel", number(t.seconds_per_megapixel())}, {"psnr", number(t.psnr)}};
 }
 
-std::string cell(double v, int digits) { return std::isfinite(v) && v != 0 ? fixed(v, digits) : "-"; }
+// 0 stands for "not measured" in the benchmark's records.
+std::string measured_cell(double v, int digits) { return v != 0 ? table_cell(v, digits) : "-"; }
 
 }  // namespace
 
@@ -280,8 +281,8 @@ std::string benchmark_table(const BenchmarkResult& r) {
     << "| method | s/MP | PSNR (dB) | GFLOP/s | model speed-up |\n|---|--:|--:|--:|--:|\n";
   auto row = [&](const std::string& name, const Timing& t, double flops_per_pixel) {
     if (t.seconds <= 0) return;
-    s << "| " << name << " | " << fixed(t.seconds_per_megapixel(), 3) << " | " << cell(t.psnr, 2) << " | "
-      << cell(gflops(flops_per_pixel, t), 1) << " | "
+    s << "| " << name << " | " << fixed(t.seconds_per_megapixel(), 3) << " | " << measured_cell(t.psnr, 2) << " | "
+      << measured_cell(gflops(flops_per_pixel, t), 1) << " | "
       << fixed(t.seconds_per_megapixel() / r.model.seconds_per_megapixel(), 2) << "x |\n";
   };
   row("model", r.model, model_flops);

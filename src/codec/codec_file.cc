@@ -18,6 +18,7 @@
 #include "inference/shipped_models.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/text_format.h"
 
 namespace fs = std::filesystem;
 
@@ -48,7 +49,6 @@ class Fnv128 {
   U128 h_ = (U128{0x6c62272e07bb0142ULL} << 64) | 0x62b821756295c58dULL;
 };
 
-nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
 
 ModelId parse_id(const std::string& hex, const std::string& path) {
   ModelId id{};
@@ -72,7 +72,7 @@ std::string info_json(const CodecModelInfo& info) {
   j["lambdas"] = info.lambdas;
   j["tail_mass"] = kCodecTailMass;
   j["training"] = {{"iteration", info.iteration},
-                   {"best_val_rd", number_or_null(info.best_val_rd)},
+                   {"best_val_rd", json_number<nlohmann::json>(info.best_val_rd)},
                    {"checkpoint_project_version", info.checkpoint_project_version}};
   return j.dump();
 }

@@ -40,7 +40,6 @@ constexpr double kPeak2 = 255.0 * 255.0;
 // Bytes of a .bnc file around one stream's payload (docs/formats.md: 52 + 16 k).
 constexpr double kContainerBytes = 52 + 16;
 
-nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
 double number_or_nan(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : kNaN; }
 
 // The codec's metrics.csv: a small version of trainer.cc's MetricsLog (anonymous there) with
@@ -171,7 +170,7 @@ std::string info_to_json(const CodecCheckpointInfo& info) {
   j["format_version"] = kCodecCheckpointVersion;
   j["project_version"] = info.project_version.empty() ? kVersion : info.project_version;
   j["iteration"] = info.iteration;
-  j["best_val_rd"] = number_or_null(info.best_val_rd);
+  j["best_val_rd"] = json_number<nlohmann::json>(info.best_val_rd);
   j["codec"] = nlohmann::ordered_json::parse(to_json(info.spec));
   j["lambdas"] = info.lambdas;
   j["window"] = info.window;

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "util/error.h"
+#include "util/errno_text.h"
 
 // IDX format (http://yann.lecun.com/exdb/mnist/): a big-endian 32-bit magic 0x0000TTDD, where
 // TT = 0x08 is unsigned-byte data and DD the number of dimensions, then DD big-endian 32-bit
@@ -37,7 +38,7 @@ class GzFile {
     if (fs::is_directory(st)) throw Error(path, "is a directory");
     errno = 0;
     file_ = gzopen(path.c_str(), "rb");
-    if (!file_) throw Error(path, std::string("cannot open: ") + (errno ? std::strerror(errno) : "out of memory"));
+    if (!file_) throw Error(path, std::string("cannot open: ") + (errno ? errno_text(errno) : "out of memory"));
   }
   ~GzFile() { gzclose(file_); }
   GzFile(const GzFile&) = delete;

@@ -74,11 +74,6 @@ double mean_of(const std::vector<ImageScore>& v, double ImageScore::*field) {
   return sum / static_cast<double>(v.size());
 }
 
-std::string cell(double v, int digits) {
-  return std::isnan(v) ? "-" : fixed(v, digits);
-}
-
-nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 }  // namespace
 
@@ -262,10 +257,10 @@ std::string eval_table(const EvalResult& r) {
     << "| noise | noisy PSNR | noisy SSIM | NLM PSNR | NLM SSIM | model PSNR | model SSIM | NLM s/MP | model s/MP |\n"
     << "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
   for (const LevelResult& l : r.levels) {
-    s << "| " << l.noise << " | " << cell(l.noisy.psnr, 2) << " | " << cell(l.noisy.ssim, 4) << " | "
-      << cell(l.nlm.psnr, 2) << " | " << cell(l.nlm.ssim, 4) << " | " << cell(l.model.psnr, 2) << " | "
-      << cell(l.model.ssim, 4) << " | " << cell(l.nlm.seconds_per_megapixel, 3) << " | "
-      << cell(l.model.seconds_per_megapixel, 3) << " |\n";
+    s << "| " << l.noise << " | " << table_cell(l.noisy.psnr, 2) << " | " << table_cell(l.noisy.ssim, 4) << " | "
+      << table_cell(l.nlm.psnr, 2) << " | " << table_cell(l.nlm.ssim, 4) << " | " << table_cell(l.model.psnr, 2) << " | "
+      << table_cell(l.model.ssim, 4) << " | " << table_cell(l.nlm.seconds_per_megapixel, 3) << " | "
+      << table_cell(l.model.seconds_per_megapixel, 3) << " |\n";
   }
   s << (r.pairs.empty() ? "\nPSNR in dB on outputs clipped to [0,1]; noise added to the float image, not clipped or quantised.\n"
                         : "\nPSNR in dB on outputs clipped to [0,1]; real noisy images against their clean partners.\n");
@@ -289,18 +284,18 @@ std::string eval_json(const EvalResult& r) {
   j["levels"] = nlohmann::json::array();
   for (const LevelResult& l : r.levels) {
     auto method = [](const MethodScore& m) {
-      return nlohmann::json{{"psnr", number(m.psnr)}, {"ssim", number(m.ssim)},
-                            {"seconds_per_megapixel", number(m.seconds_per_megapixel)}};
+      return nlohmann::json{{"psnr", json_number<nlohmann::json>(m.psnr)}, {"ssim", json_number<nlohmann::json>(m.ssim)},
+                            {"seconds_per_megapixel", json_number<nlohmann::json>(m.seconds_per_megapixel)}};
     };
     nlohmann::json level{{"noise", l.noise}, {"nlm_note", l.nlm_note}, {"images", l.images.size()},
                          {"noisy", method(l.noisy)}, {"nlm", method(l.nlm)}, {"model", method(l.model)}};
     level["per_image"] = nlohmann::json::array();
     for (const ImageScore& s : l.images)
       level["per_image"].push_back({{"name", s.name},
-                                    {"noisy_psnr", number(s.noisy_psnr)}, {"noisy_ssim", number(s.noisy_ssim)},
-                                    {"nlm_psnr", number(s.nlm_psnr)}, {"nlm_ssim", number(s.nlm_ssim)},
-                                    {"nlm_sigma", number(s.nlm_sigma)}, {"noise_rms", number(s.noise_rms)},
-                                    {"model_psnr", number(s.model_psnr)}, {"model_ssim", number(s.model_ssim)}});
+                                    {"noisy_psnr", json_number<nlohmann::json>(s.noisy_psnr)}, {"noisy_ssim", json_number<nlohmann::json>(s.noisy_ssim)},
+                                    {"nlm_psnr", json_number<nlohmann::json>(s.nlm_psnr)}, {"nlm_ssim", json_number<nlohmann::json>(s.nlm_ssim)},
+                                    {"nlm_sigma", json_number<nlohmann::json>(s.nlm_sigma)}, {"noise_rms", json_number<nlohmann::json>(s.noise_rms)},
+                                    {"model_psnr", json_number<nlohmann::json>(s.model_psnr)}, {"model_ssim", json_number<nlohmann::json>(s.model_ssim)}});
     j["levels"].push_back(level);
   }
   return j.dump(2) + "\n";

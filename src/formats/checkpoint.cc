@@ -9,13 +9,13 @@
 #include "util/atomic_file.h"
 #include "bottleneck/version.h"
 #include "util/error.h"
+#include "util/text_format.h"
 
 namespace bottleneck {
 
 namespace {
 
 // Non-finite PSNRs (never validated) are stored as null: JSON has no NaN.
-nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
 double number_or_nan(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : std::nan(""); }
 
 std::string info_to_json(const CheckpointInfo& info) {
@@ -24,8 +24,8 @@ std::string info_to_json(const CheckpointInfo& info) {
   j["format_version"] = kCheckpointVersion;
   j["project_version"] = info.project_version.empty() ? kVersion : info.project_version;
   j["iteration"] = info.iteration;
-  j["best_val_psnr"] = number_or_null(info.best_val_psnr);
-  j["last_val_psnr"] = number_or_null(info.last_val_psnr);
+  j["best_val_psnr"] = json_number<nlohmann::json>(info.best_val_psnr);
+  j["last_val_psnr"] = json_number<nlohmann::json>(info.last_val_psnr);
   j["noise"] = info.noise;
   j["loss_window_sum"] = info.loss_window_sum;
   j["loss_window_count"] = info.loss_window_count;
@@ -51,12 +51,6 @@ CheckpointInfo parse_info(const std::string& path, torch::serialize::InputArchiv
   if (!archive.try_read("bottleneck_info", value) || !value.isString())
     throw Error(path, "not a Bottleneck checkpoint (no bottleneck_info record)");
   return parse_checkpoint_info(path, value.toStringRef());
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 }  // namespace

@@ -15,15 +15,10 @@
 #include "bottleneck/version.h"
 #include "util/error.h"
 #include "runtime/runtime.h"
+#include "util/text_format.h"
 
 namespace bottleneck {
 namespace {
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // Writes the TorchScript source of one network from its layer plan (layer_plan.h), the one
 // models.cc runs. Every layer expression it emits records the parameters it reads with their
@@ -171,10 +166,6 @@ class SourceWriter {
   std::map<std::string, std::vector<int64_t>> parameters_;
 };
 
-nlohmann::ordered_json number_or_null(double v) {
-  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json();
-}
-
 // Deterministic input of odd size (so padding and cropping run) that leaves the global RNG alone.
 torch::Tensor probe_input(const ArchSpec& spec) {
   const int64_t h = spec.size_multiple() + 3, w = 2 * spec.size_multiple() + 1;
@@ -305,7 +296,7 @@ std::string export_metadata_json(const CheckpointInfo& info) {
   nlohmann::ordered_json training;
   training["data"] = data;
   training["iterations"] = info.iteration;
-  training["best_val_psnr"] = number_or_null(info.best_val_psnr);
+  training["best_val_psnr"] = json_number<nlohmann::ordered_json>(info.best_val_psnr);
   training["checkpoint_project_version"] = info.project_version;
   j["training"] = training;
   return j.dump(2);
@@ -348,6 +339,7 @@ ExportResult export_model(const ExportOptions& options) {
   if (options.checkpoint.empty()) throw UsageError("--checkpoint is required");
   if (options.output.empty()) throw UsageError("--output is required");
   refuse_output_over_input(options.output, {options.checkpoint}, "export");
+  refuse_if_it_crashes_the_loader(options.checkpoint);
   LoadedCheckpoint loaded;
   try {
     loaded = load_checkpoint(options.checkpoint);

@@ -19,6 +19,7 @@
 
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/errno_text.h"
 
 // Decisions this file makes beyond the header's contract:
 //  - Samples: CV_8U and CV_16U files keep their depth (no 16 -> 8 bit loss). Float files (CV_32F,
@@ -68,11 +69,8 @@ std::string errno_reason(int e) {
     case EISDIR: return "is a directory";
     case ENOTDIR: return "a component of the path is not a directory";
     case EROFS: return "read-only file system";
-    default: {
-      std::string s = std::strerror(e);
-      if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
-      return s;
-    }
+    default:
+      return errno_text(e);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "util/error.h"
+#include "util/text_format.h"
 
 namespace bottleneck {
 namespace {
@@ -16,23 +17,17 @@ namespace {
 constexpr int kWindow = 11;
 constexpr double kSigma = 1.5;
 
-std::string shape_text(const at::Tensor& t) {
-  std::string s;
-  for (int64_t d : t.sizes()) s += (s.empty() ? "" : "x") + std::to_string(d);
-  return s;
-}
-
 // Checks the pair and returns both as N x C x H x W float64 on their device.
 std::pair<at::Tensor, at::Tensor> as_batches(const at::Tensor& a, const at::Tensor& b,
                                              const char* metric) {
   const std::string name(metric);
   if (!a.defined() || !b.defined()) throw UsageError(name + ": undefined tensor");
   if (a.dim() != 3 && a.dim() != 4)
-    throw UsageError(name + ": expected C x H x W or N x C x H x W images, got " + shape_text(a));
+    throw UsageError(name + ": expected C x H x W or N x C x H x W images, got " + shape_text(a.sizes().vec()));
   if (a.sizes() != b.sizes())
-    throw UsageError(name + ": image shapes differ (" + shape_text(a) + " vs " + shape_text(b) +
+    throw UsageError(name + ": image shapes differ (" + shape_text(a.sizes().vec()) + " vs " + shape_text(b.sizes().vec()) +
                      ")");
-  if (a.numel() == 0) throw UsageError(name + ": empty images (" + shape_text(a) + ")");
+  if (a.numel() == 0) throw UsageError(name + ": empty images (" + shape_text(a.sizes().vec()) + ")");
   auto to4 = [&](const at::Tensor& t) {
     at::Tensor d = t.to(a.device(), at::kDouble);
     return d.dim() == 3 ? d.unsqueeze(0) : d;

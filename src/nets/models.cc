@@ -10,6 +10,7 @@
 #include "nets/layer_plan.h"
 #include "runtime/runtime.h"
 #include "util/error.h"
+#include "util/text_format.h"
 
 // The layers and their names come from the plan (layer_plan.h); this file builds the modules
 // it lists and runs its steps.
@@ -148,18 +149,12 @@ class PlanNet : public AutoencoderImpl {
   torch::Tensor pad_input(const torch::Tensor& x) const {
     if (x.dim() != 4 || x.size(1) != spec_.in_channels)
       throw Error("model expects N x " + std::to_string(spec_.in_channels) +
-                  " x H x W input, got shape " + shape_string(x));
+                  " x H x W input, got shape " + shape_text(x.sizes().vec()));
     return pad_to_multiple(x, spec_.size_multiple());
   }
 
   torch::Tensor to_compute(const torch::Tensor& x) const {
     return x.scalar_type() == compute_dtype_ ? x : x.to(compute_dtype_);
-  }
-
-  static std::string shape_string(const torch::Tensor& x) {
-    std::string s;
-    for (int64_t i = 0; i < x.dim(); ++i) s += (i ? " x " : "") + std::to_string(x.size(i));
-    return s.empty() ? "(scalar)" : s;
   }
 
   LayerPlan plan_;

@@ -54,12 +54,6 @@ struct MetricsRow {
 
 const char* kMetricsHeader = "iteration,lr,loss,val_psnr_noisy,val_ssim_noisy,val_psnr,val_ssim,patches_per_s,elapsed_s";
 
-std::string cell(double v) {
-  if (!std::isfinite(v)) return "";
-  std::ostringstream s;
-  s << std::setprecision(8) << v;
-  return s.str();
-}
 
 double parse_cell(const std::string& s) { return s.empty() ? kNaN : std::stod(s); }
 
@@ -104,9 +98,9 @@ class MetricsLog {
     std::ostringstream out;
     out << kMetricsHeader << "\n";
     for (const auto& r : rows_)
-      out << r.iteration << "," << cell(r.lr) << "," << cell(r.loss) << "," << cell(r.val_psnr_noisy) << ","
-          << cell(r.val_ssim_noisy) << "," << cell(r.val_psnr) << "," << cell(r.val_ssim) << ","
-          << cell(r.patches_per_s) << "," << cell(r.elapsed_s) << "\n";
+      out << r.iteration << "," << csv_cell(r.lr) << "," << csv_cell(r.loss) << "," << csv_cell(r.val_psnr_noisy) << ","
+          << csv_cell(r.val_ssim_noisy) << "," << csv_cell(r.val_psnr) << "," << csv_cell(r.val_ssim) << ","
+          << csv_cell(r.patches_per_s) << "," << csv_cell(r.elapsed_s) << "\n";
     write_file_atomically(path_, out.str());
   }
 

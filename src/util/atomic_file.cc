@@ -17,18 +17,13 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/errno_text.h"
 
 namespace fs = std::filesystem;
 
 namespace bottleneck {
 
 namespace {
-// strerror text in the lower case our messages use ("permission denied").
-std::string reason(int err) {
-  std::string text = std::strerror(err);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return text;
-}
 
 std::string temp_name_for(const fs::path& target) {
   // pid + counter keep concurrent writers (threads or processes) off each other's temp files;
@@ -134,23 +129,23 @@ void write_atomically(const std::string& path, const std::function<void(const st
     fs::remove(tmp, ec);
     if (err == EEXIST)
       throw Error(ErrorKind::kIo, path, "already exists (it appeared while the job ran): not replacing it");
-    throw Error(ErrorKind::kIo, path, "cannot create the file: " + reason(err));
+    throw Error(ErrorKind::kIo, path, "cannot create the file: " + errno_text(err));
   }
   fs::rename(tmp, target, ec);
   if (ec) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
-    throw Error(path, "cannot replace the file: " + reason(ec.value()));
+    throw Error(path, "cannot replace the file: " + errno_text(ec.value()));
   }
 }
 
 void write_file_atomically(const std::string& path, const void* data, size_t size, IfExists if_exists) {
   write_atomically(path, [&](const std::string& tmp) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) throw Error(path, "cannot create a file in " + fs::path(path).parent_path().string() + ": " + reason(errno));
+    if (fd < 0) throw Error(path, "cannot create a file in " + fs::path(path).parent_path().string() + ": " + errno_text(errno));
     auto fail = [&](int err) {
       ::close(fd);
-      throw Error(path, "write failed: " + reason(err));
+      throw Error(path, "write failed: " + errno_text(err));
     };
     const char* p = static_cast<const char*>(data);
     size_t left = size;
@@ -162,7 +157,7 @@ void write_file_atomically(const std::string& path, const void* data, size_t siz
       left -= static_cast<size_t>(n);
     }
     if (::fsync(fd) != 0 && errno != EINVAL) fail(errno);
-    if (::close(fd) != 0) throw Error(path, "write failed: " + reason(errno));
+    if (::close(fd) != 0) throw Error(path, "write failed: " + errno_text(errno));
   }, if_exists);
 }
 
@@ -208,7 +203,7 @@ void require_regular_file(const std::string& path) {
 std::string read_file(const std::string& path) {
   require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path, "cannot open: " + reason(errno));
+  if (!in) throw Error(path, "cannot open: " + errno_text(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
