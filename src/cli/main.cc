@@ -126,7 +126,9 @@ int run(int argc, char** argv) {
   for (const auto& c : commands)
     if (c.name == name) command = &c;
   if (!command) return usage_error("unknown command '" + name + "'");
-  if (name == "denoise" || name == "eval" || name == "train" || name == "bench") reexec_with_runtime_environment(argv);
+  if (name == "denoise" || name == "eval" || name == "train" || name == "bench" || name == "compress" ||
+      name == "decompress")
+    reexec_with_runtime_environment(argv);
 
   cxxopts::Options options("bottleneck " + name, command->summary);
   options.custom_help("[options]");
