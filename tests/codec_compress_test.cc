@@ -163,7 +163,7 @@ TEST(CodecShipped, QualityIsMonotoneInBytes) {
   EXPECT_GT(previous, first + first / 2);  // the range is real, not a flat line
 }
 
-TEST_F(CodecCompress, BppAndPsnrSearchesLandOnTheirTargets) {
+TEST_F(CodecCompress, BppSearchLandsOnItsTarget) {
   const cv::Mat image = test_image(3, 96, 112, 9);
   const double low = compress_image(codec_, image, quality(1)).bpp, high = compress_image(codec_, image, quality(100)).bpp;
   ASSERT_GT(high, low * 1.5);
@@ -182,15 +182,26 @@ TEST_F(CodecCompress, BppAndPsnrSearchesLandOnTheirTargets) {
   EXPECT_FALSE(floor.target_reached);
   EXPECT_EQ(floor.quality, 1.0f);
 
-  const double p_low = compress_image(codec_, image, quality(1)).psnr, p_high = compress_image(codec_, image, quality(100)).psnr;
+}
+
+// On the shipped model: the tiny fixture model's PSNR need not rise with quality (trained 150
+// steps, under ONEDNN_MAX_CPU_ISA=AVX2 it fell from 13.5 to 10.7 dB), a trained one's does.
+TEST(CodecShipped, PsnrSearchLandsOnItsTarget) {
+  const std::string path = std::string(BOTTLENECK_SOURCE_DIR) + "/models/codec.bnm";
+  if (!fs::exists(path)) GTEST_SKIP() << "no shipped codec model";
+  LoadedCodec codec = load_codec_model(path);
+  const cv::Mat image = test_image(3, 96, 112, 9);
+  const double p_low = compress_image(codec, image, quality(1)).psnr, p_high = compress_image(codec, image, quality(100)).psnr;
   ASSERT_GT(p_high, p_low + 0.5);
   CodecTarget p;
   p.psnr = (p_low + p_high) / 2;
-  const CompressedImage zp = compress_image(codec_, image, p);
+  const CompressedImage zp = compress_image(codec, image, p);
   EXPECT_TRUE(zp.target_reached);
   EXPECT_GE(zp.psnr, *p.psnr);
+  EXPECT_GT(zp.quality, 1);
+  EXPECT_LT(zp.quality, 100);
   // The bisection stops 0.025 quality above the lowest quality that reaches it.
-  EXPECT_LT(compress_image(codec_, image, quality(std::max(1.0, zp.quality - 0.05))).psnr, *p.psnr + 0.5);
+  EXPECT_LT(compress_image(codec, image, quality(std::max(1.0, zp.quality - 0.05))).psnr, *p.psnr + 0.5);
 }
 
 TEST_F(CodecCompress, TargetsOutOfRangeOrTogetherAreUsageErrors) {
