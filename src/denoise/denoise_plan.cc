@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "image/image_io.h"
+#include "util/file_jobs.h"
 
 namespace bottleneck {
 namespace fs = std::filesystem;
@@ -23,21 +24,6 @@ std::optional<FileId> file_id(const fs::path& p) {
   struct stat st;
   if (::stat(p.c_str(), &st) != 0) return std::nullopt;
   return FileId{st.st_dev, st.st_ino};
-}
-
-bool is_inside(const fs::path& child, const fs::path& parent) {
-  auto c = child.begin();
-  for (auto p = parent.begin(); p != parent.end(); ++p, ++c)
-    if (c == child.end() || *c != *p) return false;
-  return true;
-}
-
-// weakly_canonical that does not throw: a symlink loop among the inputs is that file's error
-// (load_image reports it), not the job's.
-fs::path resolved(const fs::path& p) {
-  std::error_code ec;
-  fs::path r = fs::weakly_canonical(p, ec);
-  return ec ? fs::absolute(p, ec).lexically_normal() : r;
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -179,16 +165,6 @@ DenoisePlan plan_denoise(const DenoiseOptions& o) {
                          "; denoise replaces no file it has not written itself: pass --overwrite to replace them, "
                          "or --skip-existing to keep them and denoise the rest");
   return plan;
-}
-
-void make_job_folder(const std::string& output, const std::string& output_root) {
-  const fs::path parent = fs::path(output).parent_path();
-  std::error_code ec;
-  if (!parent.empty()) fs::create_directories(parent, ec);
-  if (ec) throw Error(ErrorKind::kIo, parent.string(), "cannot create the folder: " + ec.message());
-  if (!is_inside(resolved(parent.empty() ? fs::path(".") : parent), resolved(output_root)))
-    throw Error(ErrorKind::kIo, output,
-                "refusing to write through a symbolic link that leads out of the output folder " + output_root);
 }
 
 }  // namespace bottleneck

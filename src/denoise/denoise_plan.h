@@ -38,9 +38,4 @@ struct DenoisePlan {
 // the output folder's contents) are not taken as inputs.
 DenoisePlan plan_denoise(const DenoiseOptions& options);
 
-// Creates the folders above `output` and refuses (Error naming it) one reached through a
-// symbolic link that leads out of `output_root`: a link planted inside the output folder must
-// not carry results elsewhere. The output folder itself may be a link.
-void make_job_folder(const std::string& output, const std::string& output_root);
-
 }  // namespace bottleneck

@@ -20,6 +20,7 @@
 #include "util/atomic_file.h"
 #include "report/comparison.h"
 #include "util/error.h"
+#include "util/file_jobs.h"
 #include "image/image_io.h"
 #include "util/seeds.h"
 #include "image/metrics.h"
@@ -144,7 +145,7 @@ void validate(const DenoiseOptions& o) {
 void write_outputs(const Item& item, const DenoiseOptions& o, const std::string& noise_text,
                    double* psnr_noisy, double* ssim_noisy, double* psnr_out, double* ssim_out) {
   const DenoiseJob& job = *item.job;
-  make_job_folder(job.output, o.output);
+  make_output_folder(job.output, o.output);
   // The plan refused files that existed before the job; one that appears since is not ours either.
   const IfExists if_exists = o.overwrite || o.skip_existing ? IfExists::kReplace : IfExists::kRefuse;
   if (item.as_samples()) {

@@ -13,8 +13,6 @@
 namespace bottleneck {
 namespace fs = std::filesystem;
 
-namespace {
-
 bool is_inside(const fs::path& child, const fs::path& parent) {
   auto c = child.begin();
   for (auto p = parent.begin(); p != parent.end(); ++p, ++c)
@@ -22,15 +20,11 @@ bool is_inside(const fs::path& child, const fs::path& parent) {
   return true;
 }
 
-// weakly_canonical that does not throw: a link loop among the inputs is that file's error (its
-// reader reports it), not the job's.
 fs::path resolved(const fs::path& p) {
   std::error_code ec;
   fs::path r = fs::weakly_canonical(p, ec);
   return ec ? fs::absolute(p, ec).lexically_normal() : r;
 }
-
-}  // namespace
 
 std::vector<std::string> list_files(const std::string& root, const std::function<bool(const std::string&)>& accept,
                                     std::vector<Error>* unlisted) {

@@ -8,6 +8,7 @@
 // The denoiser's planner (denoise/denoiser.cc) predates this one and keeps its own, stricter
 // rules for outputs that keep the input's name (its --suffix).
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -53,6 +54,12 @@ FileJobPlan plan_file_jobs(const FileJobOptions& options);
 // `unlisted` as Error(DIR, "cannot list: REASON") and the listing goes on.
 std::vector<std::string> list_files(const std::string& root, const std::function<bool(const std::string&)>& accept,
                                     std::vector<Error>* unlisted);
+
+// Whether `child` is `parent` or lies below it, by path components (both already resolved).
+bool is_inside(const std::filesystem::path& child, const std::filesystem::path& parent);
+// weakly_canonical that does not throw: a link loop among the inputs is that file's error (its
+// reader reports it), not the job's; such a path comes back absolute and normalised instead.
+std::filesystem::path resolved(const std::filesystem::path& p);
 
 // Creates the folders above `output` and refuses (Error naming it) one reached through a
 // symbolic link that leads out of `output_root`: a link inside the output folder must not carry
