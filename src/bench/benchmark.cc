@@ -119,11 +119,10 @@ double loader_patches_per_second(std::vector<torch::Tensor> images, int batch, i
   return static_cast<double>(made * batch) / elapsed;
 }
 
-nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 nlohmann::json timing_json(const Timing& t) {
   return {{"seconds", t.seconds}, {"megapixels", t.megapixels},
-          {"seconds_per_megapixel", number(t.seconds_per_megapixel())}, {"psnr", number(t.psnr)}};
+          {"seconds_per_megapixel", json_number<nlohmann::json>(t.seconds_per_megapixel())}, {"psnr", json_number<nlohmann::json>(t.psnr)}};
 }
 
 // 0 stands for "not measured" in the benchmark's records.
@@ -314,7 +313,7 @@ std::string benchmark_json(const BenchmarkResult& r) {
   j["cpu"] = r.cpu;
   j["cpu_has_bf16"] = r.cpu_has_bf16;
   j["images"] = r.images;
-  j["noisy_psnr"] = number(r.noisy_psnr);
+  j["noisy_psnr"] = json_number<nlohmann::json>(r.noisy_psnr);
   j["model_macs_per_pixel"] = r.model_macs_per_pixel;
   j["dncnn_macs_per_pixel"] = r.dncnn_macs_per_pixel;
   j["train_batch"] = r.train_batch;
@@ -325,16 +324,16 @@ std::string benchmark_json(const BenchmarkResult& r) {
   j["model_native"] = timing_json(r.model_native);
   j["nlm"] = timing_json(r.nlm);
   j["dncnn"] = timing_json(r.dncnn);
-  j["matmul_gflops"] = number(r.matmul_gflops);
+  j["matmul_gflops"] = json_number<nlohmann::json>(r.matmul_gflops);
   j["tiles"] = nlohmann::json::array();
   for (const auto& [tile, t] : r.tile_timings) {
     nlohmann::json e = timing_json(t);
     e["tile"] = tile;
     j["tiles"].push_back(e);
   }
-  j["train_patches_per_second"] = number(r.train_patches_per_second);
-  j["train_patches_per_second_nchw"] = number(r.train_patches_per_second_nchw);
-  j["loader_patches_per_second"] = number(r.loader_patches_per_second);
+  j["train_patches_per_second"] = json_number<nlohmann::json>(r.train_patches_per_second);
+  j["train_patches_per_second_nchw"] = json_number<nlohmann::json>(r.train_patches_per_second_nchw);
+  j["loader_patches_per_second"] = json_number<nlohmann::json>(r.loader_patches_per_second);
   return j.dump(2) + "\n";
 }
 
