@@ -289,6 +289,19 @@ def ours_available(cli):
     return p.returncode == 0, f"`{os.path.relpath(cli, ROOT)} compress --help` exits {p.returncode}"
 
 
+def ours_model_line(args):
+    """Which model file ours ran with: --model in --ours-args, else the shipped one beside the CLI
+    (what `bottleneck compress` itself picks), with its id and training iterations from `info`."""
+    extra = shlex.split(args.ours_args)
+    model = extra[extra.index("--model") + 1] if "--model" in extra[:-1] else \
+        os.path.join(os.path.dirname(os.path.abspath(args.cli)), "models", "codec.bnm")
+    p = subprocess.run([args.cli, "info", model], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    facts = dict(l.split(":", 1) for l in p.stdout.splitlines() if ":" in l)
+    get = lambda k: " ".join(facts.get(k, "?").split())
+    return (f"Ours: model `{model}` (id {get('model id')}, {get('iterations')} training iterations, "
+            f"best validation RD {get('best val RD')}); qualities {args.qualities}.")
+
+
 def make_codecs(args):
     th = str(args.threads)
     jpeg_flags = lambda q: [cv2.IMWRITE_JPEG_QUALITY, q] + (
@@ -430,6 +443,8 @@ def report(args, codecs, results, skipped, images, started, loads, png):
         "Versions: " + "; ".join(tool_versions(codecs, results)) + ".",
         "",
     ]
+    if "ours" in results:
+        L += [ours_model_line(args), ""]
     if skipped:
         L += ["Skipped: " + "; ".join(f"{n} ({why})" for n, why in skipped) + ".", ""]
     L += ["## PSNR (dB) at fixed rates (PCHIP in log-bpp), and the issue's goals", "",
