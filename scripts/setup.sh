@@ -8,11 +8,13 @@ packages=(
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's matmuls use the reference BLAS, ~30x slower
   libopencv-dev           # image I/O, drawing, NLM baseline
+  libexiv2-dev            # EXIF, ICC and XMP carried from input photos into outputs (OpenCV writes none)
   libcxxopts-dev          # CLI parsing
   nlohmann-json3-dev      # ArchSpec / config / metadata JSON
   zlib1g-dev              # gzip IDX files
   libgtest-dev            # unit tests
   python3-torch python3-opencv python3-skimage  # /usr/bin/python3 as a second client in tests
+  python3-pil             # tests: a second EXIF/ICC writer and reader (photo_metadata_test)
   python3-matplotlib      # scripts/bench/codec_rd.py's RD plot
   webp libopenjp2-tools libavif-bin libjxl-tools  # codec_rd.py's peers: cwebp, opj_compress, avifenc, cjxl
   dataset-fashion-mnist   # Fashion-MNIST IDX files

@@ -20,7 +20,8 @@ void add_denoise_options(cxxopts::Options& o) {
                 "(default: the shipped denoiser for each image, gray or colour)",
        cxxopts::value<std::string>())
       ("input", "an image file or a folder (searched recursively)", cxxopts::value<std::string>())
-      ("output", "output folder; mirrors the input's relative paths, keeping format and bit depth",
+      ("output", "output folder; mirrors the input's relative paths, keeping format and bit depth "
+                 "(for one input file, a name with an image extension is the output file)",
        cxxopts::value<std::string>())
       ("suffix", "write NAME.S.EXT (required when the output folder is the input folder or inside it)",
        cxxopts::value<std::string>())
@@ -46,7 +47,8 @@ int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
   DenoiseOptions o;
   o.model = get_or<std::string>(r, "model", o.model);
   if (!r.count("input") || !r.count("output"))
-    throw UsageError("give the input and the output folder: denoise INPUT OUTPUT (or --input/--output)");
+    throw UsageError("give the input and the output (a folder, or a file for one input file): denoise INPUT OUTPUT "
+                     "(or --input/--output)");
   o.input = r["input"].as<std::string>();
   o.output = r["output"].as<std::string>();
   o.suffix = get_or<std::string>(r, "suffix", o.suffix);

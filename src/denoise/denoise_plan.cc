@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -85,6 +86,14 @@ Overlap find_overlap(const fs::path& input_dir, bool walk_tree, const std::strin
   return overlap;
 }
 
+// An extension's format, spelt one way: "JPEG" and "jpg" are one format.
+std::string format_name(std::string ext) {
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (ext == "jpeg") return "jpg";
+  if (ext == "tiff") return "tif";
+  return ext;
+}
+
 std::string role(const DenoiseJob& job, const std::string& path) {
   return path == job.output ? job.path + " (its denoised image)" : job.path + " (its comparison strip)";
 }
@@ -97,15 +106,25 @@ DenoisePlan plan_denoise(const DenoiseOptions& o) {
   if (!fs::exists(input, ec)) throw Error(o.input, "no such file or directory");
   const bool folder = fs::is_directory(input, ec);
   const fs::path in_dir = folder ? input : input.parent_path().empty() ? fs::path(".") : input.parent_path();
-  const Overlap overlap = find_overlap(in_dir, folder, o.output);
+  // `denoise in.png out.png` writes the file out.png; an existing folder stays a folder.
+  const bool to_file = !folder && has_image_extension(o.output) && !fs::is_directory(o.output, ec);
+  if (to_file && !o.suffix.empty())
+    throw UsageError(o.output, "names the output file (an image extension): --suffix names outputs written into a "
+                               "folder; drop it, or give a folder as the output");
+  if (to_file && !o.format.empty() && format_name(fs::path(o.output).extension().string().substr(1)) != format_name(o.format))
+    throw UsageError(o.output, "names the output file, whose extension says its format: --format " + o.format +
+                                   " disagrees; drop --format or rename the output");
+  // A named output file is where the user asked it to be, even beside its input.
+  const Overlap overlap = to_file ? Overlap{} : find_overlap(in_dir, folder, o.output);
   if (overlap.inside && o.suffix.empty())
     throw UsageError(std::string("the output folder ") + (overlap.same ? "is" : "lies inside") +
                      " the input folder; pass --suffix S to write NAME.S.EXT there, or choose another --output");
 
   DenoisePlan plan;
+  plan.output_root = to_file ? "" : o.output;
   std::vector<std::string> files;
   std::set<FileId> input_ids;
-  for (const auto& f : folder ? list_images(o.input, &plan.unlisted) : std::vector<std::string>{o.input}) {
+  for (const auto& f : folder ? list_images(o.input, &plan.unlisted, &plan.temporaries) : std::vector<std::string>{o.input}) {
     if (overlap.inside) {
       if (looks_generated(f, o.suffix)) continue;
       // An output folder inside the input folder holds an earlier run's results, not inputs.
@@ -131,6 +150,11 @@ DenoisePlan plan_denoise(const DenoiseOptions& o) {
     const fs::path dir = fs::path(o.output) / rel.parent_path();
     job.output = (dir / (stem + (o.format.empty() ? rel.extension().string() : "." + o.format))).string();
     if (o.compare) job.compare = (dir / (stem + ".compare.png")).string();
+    if (to_file) {
+      const fs::path out(o.output);
+      job.output = o.output;
+      if (o.compare) job.compare = (out.parent_path() / (out.stem().string() + ".compare.png")).string();
+    }
     plan.jobs.push_back(std::move(job));
   }
   if (plan.jobs.empty())

@@ -23,6 +23,11 @@ struct DenoiseJob {
 struct DenoisePlan {
   std::vector<DenoiseJob> jobs;  // in listing order
   std::vector<Error> unlisted;   // subfolders that could not be listed: a failure each
+  std::vector<std::string> temporaries;  // hidden atomic-write temporaries in the input tree, left out
+  // The folder every output must stay inside (links leading out are refused), or "" when the
+  // output names one file: a lone input file with an OUTPUT that has an image extension and is
+  // not an existing folder is written to that file (as cp and cwebp -o do).
+  std::string output_root;
 };
 
 // Throws, before anything is written:
@@ -33,6 +38,8 @@ struct DenoisePlan {
 //    a.compare.png's output; a.jpg and a.png under --format png), naming both inputs;
 //  - UsageError when a file already exists where the job would write and neither --overwrite
 //    nor --skip-existing is given, naming it: files the job did not write are the user's;
+//  - UsageError when the output names a file (see output_root) and --suffix is given, or
+//    --format names another format than its extension;
 //  - Error for a missing input, or one with no images.
 // Results of an earlier run inside the input tree (NAME.SUFFIX.EXT, comparisons, temporaries,
 // the output folder's contents) are not taken as inputs.

@@ -19,7 +19,9 @@ struct DenoiseOptions {
   std::string output;           // output folder (created); the input's relative tree is mirrored
                                 // in it, each file keeping its name, format, bit depth, size,
                                 // channels and alpha; required. Files already there are refused
-                                // (before any work) unless overwrite or skip_existing is set
+                                // (before any work) unless overwrite or skip_existing is set.
+                                // For a lone input file, an `output` with an image extension that
+                                // is not an existing folder is the output file itself
   std::string format;           // "" = each output keeps its input's format; else the extension
                                 // of the one format all outputs are written in ("png", "tif",
                                 // "jpg", ...): NAME[.SUFFIX].FORMAT

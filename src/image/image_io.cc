@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -69,6 +70,7 @@ std::string errno_reason(int e) {
     case EISDIR: return "is a directory";
     case ENOTDIR: return "a component of the path is not a directory";
     case EROFS: return "read-only file system";
+    case ENAMETOOLONG: return "path too long for the system (over " + std::to_string(PATH_MAX) + " characters)";
     default:
       return errno_text(e);
   }
@@ -114,6 +116,8 @@ struct Sniffed {
   int64_t width = -1;
   int64_t height = -1;
   size_t jpeg_scan = 0;  // JPEG: offset of the first start-of-scan marker, 0 if not found
+  int jpeg_precision = 0;  // JPEG: bits per sample in the frame header (8; 12 or 16 where extended)
+  int jpeg_sof = 0;        // JPEG: the frame marker's low byte (0xC0 baseline, 0xC2 progressive, ...)
   int64_t images = 1;    // TIFF pages (IFDs), APNG or WebP animation frames
   int tiff_samples = 0;  // TIFF SamplesPerPixel (0 if not given)
   int tiff_extra = 0;    // TIFF ExtraSamples count (alpha or other planes beyond the colour)
@@ -136,6 +140,8 @@ void sniff_jpeg(const std::vector<uchar>& d, Sniffed& s) {
     uint32_t len = be16(&d[i]);
     bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
     if (sof && i + 7 <= d.size()) {
+      s.jpeg_sof = m;
+      s.jpeg_precision = d[i + 2];
       s.height = be16(&d[i + 3]);
       s.width = be16(&d[i + 5]);
     }
@@ -378,13 +384,14 @@ int storable_depth(const std::string& ext, int depth) {
 
 }  // namespace
 
-ImageData load_image(const std::string& path, int64_t max_pixels) {
-  return decode_image(path, read_image_bytes(path), max_pixels);
+ImageData load_image(const std::string& path, int64_t max_pixels, ReadMetadata metadata) {
+  return decode_image(path, read_image_bytes(path), max_pixels, metadata);
 }
 
 namespace {
 
-ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
+ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels,
+                            ReadMetadata read_metadata_too) {
   if (bytes.empty()) throw Error(path, "empty file");
   Sniffed s = sniff(bytes);
   // OpenCV would pick a decoder by signature among many more (JPEG 2000, OpenEXR, DICOM, HDR,
@@ -396,6 +403,15 @@ ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, i
     throw Error(path, "truncated or corrupt image data (the " + s.format + " header gives no image size)");
   check_pixels(path, s.width, s.height, max_pixels);
   if (s.format == "JPEG") {
+    // Debian's libjpeg-turbo 2.1 (OpenCV's JPEG decoder) reads 8-bit lossy JPEGs only; it
+    // rejects the others with a message OpenCV swallows, which would read as "corrupt".
+    if (s.jpeg_precision != 0 && s.jpeg_precision != 8)
+      throw Error(ErrorKind::kUnsupported, path,
+                  "is a " + std::to_string(s.jpeg_precision) + "-bit JPEG, which the JPEG decoder (8-bit libjpeg) "
+                  "cannot read; convert it to a 16-bit PNG or TIFF");
+    if (s.jpeg_sof == 0xC3 || s.jpeg_sof == 0xC7 || s.jpeg_sof == 0xCB || s.jpeg_sof == 0xCF)
+      throw Error(ErrorKind::kUnsupported, path,
+                  "is a lossless JPEG (ITU T.81 process 14), which the JPEG decoder cannot read; convert it to PNG or TIFF");
     // libjpeg decodes a cut-off JPEG with a warning and grey fill; a data set must not get that.
     bool has_end = false;
     for (size_t i = std::max<size_t>(s.jpeg_scan, 1); i < bytes.size() && !has_end; ++i)
@@ -417,6 +433,8 @@ ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, i
   } catch (const cv::Exception& e) {
     throw Error(path, "truncated or corrupt image data (" + e.msg + ")");
   }
+  ImageMetadata metadata;
+  if (read_metadata_too == ReadMetadata::kYes) metadata = read_metadata(bytes.data(), bytes.size());
   bytes = {};
   if (mat.empty()) throw Error(path, "truncated or corrupt image data");
   check_pixels(path, mat.cols, mat.rows, max_pixels);
@@ -456,6 +474,7 @@ ImageSamples decode_samples(const std::string& path, std::vector<uchar> bytes, i
   } else {
     samples.color = mat;
   }
+  samples.metadata = std::move(metadata);
   mat.release();
   if (depth == CV_32F) {
     // NaN -> 0, then [0,1] (+inf -> 1, -inf -> 0).
@@ -469,18 +488,19 @@ ImageData to_image_data(const ImageSamples& samples) {
   ImageData image;
   image.depth = samples.color.depth();
   image.alpha = samples.alpha;
+  image.metadata = samples.metadata;
   image.pixels = mat_to_tensor(samples.color);
   return image;
 }
 
 }  // namespace
 
-ImageSamples load_samples(const std::string& path, int64_t max_pixels) {
-  return decode_samples(path, read_image_bytes(path), max_pixels);
+ImageSamples load_samples(const std::string& path, int64_t max_pixels, ReadMetadata metadata) {
+  return decode_samples(path, read_image_bytes(path), max_pixels, metadata);
 }
 
-ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels) {
-  return to_image_data(decode_samples(path, std::move(bytes), max_pixels));
+ImageData decode_image(const std::string& path, std::vector<uchar> bytes, int64_t max_pixels, ReadMetadata metadata) {
+  return to_image_data(decode_samples(path, std::move(bytes), max_pixels, metadata));
 }
 
 // Both conversions go one plane at a time, straight into their destination: a 48-megapixel
@@ -557,11 +577,16 @@ int target_depth(const std::string& ext, int depth) {
   return storable_depth(ext, depth == CV_16U || depth == CV_32F ? depth : CV_8U);
 }
 
-// Adds the alpha plane where the format keeps it, encodes and writes atomically.
-void encode_and_write(const std::string& path, const std::string& ext, cv::Mat mat, const cv::Mat& alpha, int depth,
-                      IfExists if_exists) {
+// Adds the alpha plane where the format keeps it, encodes, adds the metadata where the format
+// holds it (else turns the pixels upright) and writes atomically.
+void encode_and_write(const std::string& path, const std::string& ext, cv::Mat mat, cv::Mat alpha, int depth,
+                      IfExists if_exists, const ImageMetadata& metadata) {
   const std::string loss = alpha_loss(path, alpha);
   if (!loss.empty()) throw Error(ErrorKind::kUnsupported, path, loss);
+  if (!holds_metadata(ext) && metadata.orientation != 1) {
+    mat = apply_orientation(mat, metadata.orientation);
+    if (!alpha.empty()) alpha = apply_orientation(alpha, metadata.orientation);
+  }
   if (!alpha.empty() && formats_with_alpha(ext)) {
     if (alpha.rows != mat.rows || alpha.cols != mat.cols || alpha.channels() != 1)
       throw Error(path, "alpha plane size does not match the image");
@@ -582,6 +607,7 @@ void encode_and_write(const std::string& path, const std::string& ext, cv::Mat m
     throw Error(path, "cannot encode as " + ext + ": " + e.msg);
   }
   mat.release();
+  encoded = embed_metadata(path, ext, std::move(encoded), metadata);
   write_file_atomically(path, encoded.data(), encoded.size(), if_exists);
 }
 
@@ -601,7 +627,7 @@ void save_image(const std::string& path, const ImageData& image, IfExists if_exi
   torch::Tensor pixels = image.pixels;
   if (pixels.dim() == 3 && ext == "pgm" && pixels.size(0) == 3) pixels = to_channels(pixels, 1);
   if (pixels.dim() == 3 && ext == "ppm" && pixels.size(0) == 1) pixels = to_channels(pixels, 3);
-  encode_and_write(path, ext, tensor_to_mat(pixels, depth), image.alpha, depth, if_exists);
+  encode_and_write(path, ext, tensor_to_mat(pixels, depth), image.alpha, depth, if_exists, image.metadata);
 }
 
 void save_samples(const std::string& path, const ImageSamples& samples, IfExists if_exists) {
@@ -613,7 +639,7 @@ void save_samples(const std::string& path, const ImageSamples& samples, IfExists
                      !(ext == "pgm" && channels == 3) && !(ext == "ppm" && channels == 1);
   // Conversions (depth, channels) are rare; they go through the float path so both agree exactly.
   if (!as_is) return save_image(path, to_image_data(samples), if_exists);
-  encode_and_write(path, ext, samples.color, samples.alpha, depth, if_exists);
+  encode_and_write(path, ext, samples.color, samples.alpha, depth, if_exists, samples.metadata);
 }
 
 void save_mat(const std::string& path, const cv::Mat& mat, IfExists if_exists) {
@@ -640,13 +666,21 @@ torch::Tensor to_channels(const torch::Tensor& chw, int channels) {
               std::to_string(channels) + " (1 or 3 supported)");
 }
 
+bool has_equal_planes(const cv::Mat& color) {
+  if (color.empty() || color.channels() != 3) return false;
+  std::vector<cv::Mat> planes;
+  cv::split(color, planes);
+  return cv::countNonZero(planes[0] != planes[1]) == 0 && cv::countNonZero(planes[1] != planes[2]) == 0;
+}
+
 bool has_image_extension(const std::string& path) {
   static const std::set<std::string> kExtensions = {"png", "jpg", "jpeg", "bmp", "tif", "tiff",
                                                     "webp", "pgm", "ppm", "pnm"};
   return kExtensions.count(lower_extension(path)) > 0;
 }
 
-std::vector<std::string> list_images(const std::string& root, std::vector<Error>* unlisted) {
+std::vector<std::string> list_images(const std::string& root, std::vector<Error>* unlisted,
+                                     std::vector<std::string>* temporaries) {
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
   if (ec && ec != std::errc::no_such_file_or_directory) throw Error(root, errno_reason(ec.value()));
@@ -664,11 +698,24 @@ std::vector<std::string> list_images(const std::string& root, std::vector<Error>
     fs::directory_iterator it(dir, ec), end;
     for (; !ec && it != end; it.increment(ec)) {
       const fs::path& p = it->path();
-      std::error_code ignored;
+      std::error_code type_ec;
       // Links to folders are not followed (no cycles), as in the file-level rule above.
-      if (fs::is_directory(it->symlink_status(ignored))) pending.push_back(p);
+      const fs::file_status type = it->symlink_status(type_ec);
+      if (type_ec && type_ec != std::errc::no_such_file_or_directory) {
+        // An entry whose kind cannot be told (a path over PATH_MAX, an I/O error) may be a folder
+        // of images or an image: missing it silently would make a job look complete.
+        problems.emplace_back(p.string(), "cannot read: " + errno_reason(type_ec.value()) + " (" +
+                                              std::to_string(p.string().size()) + " characters)");
+        continue;
+      }
+      if (fs::is_directory(type)) pending.push_back(p);
       if (!has_image_extension(p.string())) continue;
+      std::error_code ignored;
       if (fs::is_directory(fs::status(p, ignored))) continue;  // follows links; not_found if dangling
+      if (is_atomic_temporary(p.filename().string())) {
+        if (temporaries) temporaries->push_back(p.string());
+        continue;
+      }
       files.push_back(p.string());
     }
     if (!ec) continue;
@@ -678,6 +725,7 @@ std::vector<std::string> list_images(const std::string& root, std::vector<Error>
     ec.clear();
   }
   std::sort(files.begin(), files.end());
+  if (temporaries) std::sort(temporaries->begin(), temporaries->end());
   std::sort(problems.begin(), problems.end(), [](const Error& a, const Error& b) { return a.path() < b.path(); });
   if (!problems.empty() && !unlisted) throw problems.front();
   if (unlisted) unlisted->insert(unlisted->end(), problems.begin(), problems.end());
