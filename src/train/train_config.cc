@@ -1,5 +1,11 @@
 #include "train/train_config.h"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <type_traits>
+
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
@@ -7,52 +13,115 @@
 
 namespace bottleneck {
 
+namespace {
+
+// Upper limits that only a typo reaches: a billion steps is years of training on any machine
+// this runs on; Adam with a learning rate above 1 diverges on every network here; patches
+// larger than 4096 pixels a side are larger than the images (and the memory estimate refuses
+// most of them anyway).
+constexpr int64_t kMaxSteps = 1000000000;
+constexpr double kMaxEpochs = 1e6;
+constexpr int kMaxPatch = 4096;
+constexpr int kMaxSamples = 1000;
+constexpr int kMaxLoaderWorkers = 256;
+constexpr int64_t kMaxPixelsLimit = int64_t{1} << 40;
+
+std::string number_text(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+std::string number_text(int64_t v) { return std::to_string(v); }
+
+// "" when lo <= v <= hi (NaN never is), else the reason.
+template <typename T>
+std::string outside(T v, T lo, T hi) {
+  if (v >= lo && v <= hi) return "";
+  using Text = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+  return "must be from " + number_text(Text(lo)) + " to " + number_text(Text(hi)) + ", got " + number_text(Text(v));
+}
+
+// The checks of one field on its own, each reported by its config key with "" for a good value;
+// the CLI flag is the key with '-' for '_' (validate()). The checks that relate two fields are
+// validate()'s alone: a config file may hold one of them and a flag the other.
+template <typename Report>
+void check_fields(const TrainOptions& o, Report&& report) {
+  auto noise_problem = [](const std::string& spec) -> std::string {
+    if (spec.empty()) return "";
+    try {
+      parse_noise(spec);
+      return "";
+    } catch (const Error& e) {
+      return e.reason();
+    }
+  };
+  report("task", o.task == "denoise" || o.task == "compress" ? "" : "must be denoise or compress, got " + o.task);
+  report("noise", noise_problem(o.noise));
+  report("val_noise", noise_problem(o.val_noise));
+  report("patch", outside(o.patch, 8, kMaxPatch));
+  report("batch", outside(o.batch, 1, std::numeric_limits<int>::max()));
+  report("iters", outside<int64_t>(o.iterations, 1, kMaxSteps));
+  report("epochs", outside(o.epochs, 0.0, kMaxEpochs));
+  report("lr", o.lr > 0 && o.lr <= 1 ? "" : "must be > 0 and at most 1, got " + number_text(o.lr));
+  report("lr_min", outside(o.lr_min, 0.0, 1.0));
+  report("schedule", o.schedule == "cosine" || o.schedule == "step" || o.schedule == "constant"
+                         ? ""
+                         : "must be cosine, step or constant, got " + o.schedule);
+  report("step_size", outside<int64_t>(o.step_size, 1, kMaxSteps));
+  report("step_gamma", o.step_gamma > 0 && o.step_gamma <= 1 ? "" : "must be > 0 and at most 1, got " +
+                                                                        number_text(o.step_gamma));
+  report("loss", o.loss == "mse" || o.loss == "l1" ? "" : "must be mse or l1, got " + o.loss);
+  report("precision", o.precision == "fp32" || o.precision == "bf16" ? "" : "must be fp32 or bf16, got " + o.precision);
+  report("val_every", outside<int64_t>(o.val_every, 1, kMaxSteps));
+  report("checkpoint_every", outside<int64_t>(o.checkpoint_every, 1, kMaxSteps));
+  report("log_every", outside<int64_t>(o.log_every, 1, kMaxSteps));
+  report("samples", outside(o.samples, 0, kMaxSamples));
+  report("val_max_images", outside(o.val_max_images, 0, std::numeric_limits<int>::max()));
+  report("workers", outside(o.loader_workers, 1, kMaxLoaderWorkers));
+  report("max_pixels", outside<int64_t>(o.max_pixels, 1, kMaxPixelsLimit));
+  std::string lambdas = o.lambdas.empty() || o.lambdas.size() > 64 ? "must give 1 to 64 values" : "";
+  for (double l : o.lambdas)
+    if (lambdas.empty() && !(l > 0 && l <= 100)) lambdas = "must each be > 0 and at most 100, got " + number_text(l);
+  report("lambdas", lambdas);
+  report("codec_n", outside(o.codec_n, 1, 4096));
+  report("codec_m", outside(o.codec_m, 1, 4096));
+  report("codec_activation", o.codec_activation == "relu" || o.codec_activation == "gdn"
+                                 ? ""
+                                 : "must be relu or gdn, got " + o.codec_activation);
+}
+
+// "--val-every" for "val_every".
+std::string flag_name(const std::string& key) {
+  std::string flag = "--" + key;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return flag;
+}
+
+}  // namespace
+
 void validate(const TrainOptions& o) {
   auto fail = [](const std::string& what) { throw UsageError(what); };
   if (o.data_dir.empty()) fail("--data is required (a folder of clean training images)");
   if (o.out_dir.empty()) fail("--out is required (the run directory)");
+  check_fields(o, [](const char* key, const std::string& problem) {
+    if (!problem.empty()) throw UsageError(flag_name(key) + " " + problem);
+  });
   validate(o.arch);
-  if (o.task != "denoise" && o.task != "compress") fail("--task must be denoise or compress, got " + o.task);
   if (o.task == "compress") {
     if (!o.pairs_dir.empty() || !o.val_pairs_dir.empty()) fail("--pairs and --val-pairs are for --task denoise");
     if (!o.init.empty()) fail("--init is for --task denoise");
-    if (o.lambdas.empty() || o.lambdas.size() > 64) fail("--lambdas must give 1 to 64 values");
-    for (double l : o.lambdas)
-      if (!(l > 0 && l <= 100)) fail("--lambdas: every lambda must be in (0, 100], got " + std::to_string(l));
-    if (o.codec_n < 1 || o.codec_n > 4096) fail("--codec-n must be in 1..4096");
-    if (o.codec_m < 1 || o.codec_m > 4096) fail("--codec-m must be in 1..4096");
-    if (o.codec_activation != "relu" && o.codec_activation != "gdn")
-      fail("--codec-activation must be relu or gdn, got " + o.codec_activation);
     if (o.patch < 16 || o.patch % 16 != 0)
       fail("--patch " + std::to_string(o.patch) + " must be a multiple of 16 (the codec's downsampling)");
   }
   if (o.arch.in_channels != o.arch.out_channels)
     fail("a denoiser needs as many output channels as input channels");
-  if (o.pairs_dir.empty()) parse_noise(o.noise);
-  if (!o.val_noise.empty()) parse_noise(o.val_noise);
+  if (o.pairs_dir.empty() && o.noise.empty()) fail("--noise is required without --pairs");
   if (!o.val_pairs_dir.empty() && o.val_dir.empty()) fail("--val-pairs needs --val (the clean images of the pairs)");
-  if (o.patch < 8) fail("--patch must be >= 8, got " + std::to_string(o.patch));
   if (o.task == "denoise" && o.patch % o.arch.size_multiple() != 0)
     fail("--patch " + std::to_string(o.patch) + " must be a multiple of " +
          std::to_string(o.arch.size_multiple()) + " (2^depth of the network)");
-  if (o.batch < 1) fail("--batch must be >= 1");
-  if (o.iterations < 1) fail("--iters must be >= 1");
-  if (!(o.epochs >= 0)) fail("--epochs must be >= 0");
-  if (!(o.lr > 0)) fail("--lr must be > 0");
-  if (!(o.lr_min >= 0 && o.lr_min <= o.lr)) fail("--lr-min must be in [0, lr]");
-  if (o.schedule != "cosine" && o.schedule != "step" && o.schedule != "constant")
-    fail("--schedule must be cosine, step or constant, got " + o.schedule);
-  if (o.step_size < 1) fail("--step-size must be >= 1");
-  if (!(o.step_gamma > 0 && o.step_gamma <= 1)) fail("--step-gamma must be in (0, 1]");
-  if (o.loss != "mse" && o.loss != "l1") fail("--loss must be mse or l1, got " + o.loss);
-  if (o.precision != "fp32" && o.precision != "bf16") fail("--precision must be fp32 or bf16, got " + o.precision);
-  if (o.val_every < 1) fail("--val-every must be >= 1");
-  if (o.checkpoint_every < 1) fail("--checkpoint-every must be >= 1");
-  if (o.log_every < 1) fail("--log-every must be >= 1");
-  if (o.samples < 0) fail("--samples must be >= 0");
-  if (o.val_max_images < 0) fail("--val-max-images must be >= 0");
-  if (o.loader_workers < 1) fail("--workers must be >= 1");
-  if (o.max_pixels < 1) fail("--max-pixels must be >= 1");
+  if (o.lr_min > o.lr) fail("--lr-min " + number_text(o.lr_min) + " is above --lr " + number_text(o.lr));
 }
 
 namespace {
@@ -93,6 +162,51 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("codec_m", o.codec_m);
   v("codec_activation", o.codec_activation);
 }
+
+// Reads one JSON value into a field of its exact type: a whole number for an integer field (5.7
+// is not silently 5) that the field can hold (1e22 does not wrap), a finite number for a real
+// one. Returns what was expected, "" when `out` was set.
+template <typename T>
+std::string read_value(const nlohmann::json& v, T& out) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) return "true or false";
+    out = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    using Limits = std::numeric_limits<T>;
+    const std::string expected = "a whole number from " + std::to_string(Limits::min()) + " to " +
+                                 std::to_string(Limits::max());
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(Limits::max())) return expected;
+      out = static_cast<T>(u);
+    } else if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if (i < 0 && !Limits::is_signed) return expected;
+      if (Limits::is_signed && (i < static_cast<int64_t>(Limits::min()) || i > static_cast<int64_t>(Limits::max())))
+        return expected;
+      out = static_cast<T>(i);
+    } else {
+      return expected;
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number() || !std::isfinite(v.get<double>())) return "a finite number";
+    out = v.get<double>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) return "a string";
+    out = v.get<std::string>();
+  } else {
+    static_assert(std::is_same_v<T, std::vector<double>>);
+    if (!v.is_array()) return "an array of numbers";
+    T values;
+    for (const auto& item : v) {
+      double x = 0;
+      if (!read_value(item, x).empty()) return "an array of finite numbers";
+      values.push_back(x);
+    }
+    out = std::move(values);
+  }
+  return "";
+}
 }  // namespace
 
 std::string to_json(const TrainOptions& options) {
@@ -109,23 +223,30 @@ TrainOptions train_options_from_json(const std::string& json_text, TrainOptions 
   try {
     j = nlohmann::json::parse(json_text);
   } catch (const std::exception& e) {
-    throw Error(source_name, std::string("not valid JSON: ") + e.what());
+    throw UsageError(source_name, std::string("not valid JSON: ") + first_line(e.what()));
   }
-  if (!j.is_object()) throw Error(source_name, "expected a JSON object of training options");
+  if (!j.is_object()) throw UsageError(source_name, "expected a JSON object of training options");
   std::vector<std::string> known = {"arch"};
-  visit_fields(base, [&](const char* key, auto& field) {
-    known.push_back(key);
-    if (!j.contains(key)) return;
-    try {
-      j.at(key).get_to(field);
-    } catch (const std::exception&) {
-      throw Error(source_name, std::string("option \"") + key + "\" has the wrong type: " + j.at(key).dump());
-    }
-  });
-  if (j.contains("arch")) base.arch = arch_spec_from_json(j.at("arch").dump());
+  visit_fields(base, [&](const char* key, auto&) { known.push_back(key); });
   for (const auto& item : j.items())
     if (std::find(known.begin(), known.end(), item.key()) == known.end())
-      throw Error(source_name, "unknown option \"" + item.key() + "\"");
+      throw UsageError(source_name, "unknown option \"" + item.key() + "\"");
+  visit_fields(base, [&](const char* key, auto& field) {
+    if (!j.contains(key)) return;
+    const std::string expected = read_value(j.at(key), field);
+    if (!expected.empty())
+      throw UsageError(source_name, "\"" + std::string(key) + "\" must be " + expected + ", got " + j.at(key).dump());
+  });
+  check_fields(base, [&](const char* key, const std::string& problem) {
+    if (!problem.empty() && j.contains(key)) throw UsageError(source_name, "\"" + std::string(key) + "\" " + problem);
+  });
+  if (j.contains("arch")) {
+    try {
+      base.arch = arch_spec_from_json(j.at("arch").dump());
+    } catch (const Error& e) {
+      throw UsageError(source_name, "\"arch\": " + e.reason());
+    }
+  }
   return base;
 }
 
