@@ -2,6 +2,8 @@
 // eval): a one-line error naming the file and exit code 1, never a crash, nothing written.
 #include <zlib.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -25,6 +27,7 @@ namespace fs = std::filesystem;
 using namespace bottleneck;
 using bottleneck::test::CommandResult;
 using bottleneck::test::run_cli;
+using bottleneck::test::run_command;
 using bottleneck::test::TempDir;
 
 namespace {
@@ -180,4 +183,49 @@ TEST(HostileModel, AFileThatCrashesLibTorchsLoaderIsRefusedNotFatal) {
     EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.output;
     EXPECT_NE(r.output.find(crash + ": a damaged or hostile model file"), std::string::npos) << r.output;
   }
+}
+
+// TorchScript runs while a file loads: a __setstate__ that never returns blocked every command
+// that reads the file, forever (the probe waited a minute, then loaded it in-process anyway).
+// The probe now kills its child after BOTTLENECK_LOAD_TIMEOUT_S (default 60 s) and refuses the file.
+TEST(HostileModel, AFileWhoseLoadingNeverEndsIsRefusedAfterTheTimeout) {
+  TempDir dir;
+  const std::string path = dir / "loops.pt";
+  torch::jit::Module looping("__torch__.Loops");
+  looping.register_attribute("n", c10::IntType::get(), int64_t{1});
+  looping.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    return x
+
+def __getstate__(self) -> int:
+    return self.n
+
+def __setstate__(self, state: int) -> None:
+    self.n = state
+    while self.n > 0:
+        self.n = self.n + 1 - 1
+)");
+  looping.save(path);
+  ASSERT_TRUE(fs::exists(path));
+
+  const auto start = std::chrono::steady_clock::now();
+  const CommandResult r = run_command(std::string(kLoadTimeoutVariable) + "=2 '" + BOTTLENECK_CLI_PATH + "' info " + path);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(one_line(r.output)) << r.output;
+  EXPECT_NE(r.output.find(path + ": loading it did not finish within 2 s"), std::string::npos) << r.output;
+  EXPECT_LT(seconds, 30) << "the timeout did not stop the load";
+
+  // The library call, as denoise and eval make it.
+  ASSERT_EQ(setenv(kLoadTimeoutVariable, "1.5", 1), 0);
+  try {
+    load_model(path, torch::kCPU);
+    ADD_FAILURE() << "loaded a file whose loading never ends";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("did not finish within 1.5 s"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(setenv(kLoadTimeoutVariable, "soon", 1), 0);
+  EXPECT_THROW(load_probe_timeout_s(), UsageError);
+  unsetenv(kLoadTimeoutVariable);
+  EXPECT_EQ(load_probe_timeout_s(), kDefaultLoadTimeoutS);
 }

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -91,13 +94,34 @@ class NativeModel : public InferenceModel {
 
 }  // namespace
 
+namespace {
+std::string number_text(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+}  // namespace
+
+double load_probe_timeout_s() {
+  const char* text = std::getenv(kLoadTimeoutVariable);
+  if (text == nullptr || *text == '\0') return kDefaultLoadTimeoutS;
+  char* end = nullptr;
+  const double seconds = std::strtod(text, &end);
+  if (*end != '\0' || !(seconds > 0 && seconds <= 86400))
+    throw UsageError(std::string(kLoadTimeoutVariable) + "=" + text + ": expected seconds, more than 0 and at most 86400");
+  return seconds;
+}
+
 // LibTorch's unpickler can be crashed by a crafted archive (SIGSEGV in ScriptTypeParser, found by
 // fuzzing: tests/fuzz/known_crashes), which no C++ handler catches. A forked child loads the file
 // first; a child that dies instead of exiting normally condemns the file with a clean error rather
 // than taking the whole job down. The child only unpickles and exits: it runs no torch ops, so
-// the parent's worker threads (absent in the child) are never needed. If it cannot fork, or the
-// child gives no answer within a minute, the load goes ahead unprobed.
+// the parent's worker threads (absent in the child) are never needed. If it cannot fork, the load
+// goes ahead unprobed. A child that has not finished within load_probe_timeout_s() is killed and
+// the file refused: TorchScript runs while loading (a __setstate__ that loops would otherwise
+// block the command forever, in the probe and then in the real load).
 void refuse_if_it_crashes_the_loader(const std::string& path) {
+  const double timeout_s = load_probe_timeout_s();
   const pid_t pid = fork();
   if (pid < 0) return;
   if (pid == 0) {
@@ -108,14 +132,17 @@ void refuse_if_it_crashes_the_loader(const std::string& path) {
     _exit(0);  // no destructors or atexit handlers of the parent's state
   }
   int status = 0;
-  for (int waited_ms = 0;; waited_ms += 5) {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
     const pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) break;
     if (r < 0) return;
-    if (waited_ms > 60000) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      return;
+      throw Error(path, "loading it did not finish within " + number_text(timeout_s) +
+                            " s (TorchScript in the file that never returns?); " + std::string(kLoadTimeoutVariable) +
+                            " sets the limit in seconds");
     }
     usleep(5000);
   }

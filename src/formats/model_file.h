@@ -72,8 +72,17 @@ LoadOptions load_options(const std::string& precision);
 // Loads `path` with LibTorch in a forked child and throws Error(path, "a damaged or hostile
 // model file: ...") when the child dies: LibTorch's unpickler can be crashed by a crafted archive,
 // which no handler catches. Every reader of torch archives calls it before loading in-process
-// (load_model with LoadOptions::probe; the codec's model files).
+// (load_model with LoadOptions::probe; the codec's model files). A child still loading after
+// load_probe_timeout_s() is killed and the file refused ("FILE: loading it did not finish within
+// N s ...").
 void refuse_if_it_crashes_the_loader(const std::string& path);
+
+// Seconds the probe waits: kDefaultLoadTimeoutS (a minute: LibTorch reads the shipped models, and
+// checkpoints of the largest preset, in well under a second), or the environment's
+// BOTTLENECK_LOAD_TIMEOUT_S (seconds, > 0; tests set it low). Throws UsageError for a bad value.
+inline constexpr double kDefaultLoadTimeoutS = 60;
+inline constexpr const char* kLoadTimeoutVariable = "BOTTLENECK_LOAD_TIMEOUT_S";
+double load_probe_timeout_s();
 
 // Receptive radius of the network a spec describes, in input pixels.
 int receptive_radius(const ArchSpec& spec);
