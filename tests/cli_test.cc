@@ -71,3 +71,59 @@ TEST(Cli, ArchReportsParametersAndFlops) {
   EXPECT_NE(r.output.find("FLOPs per pixel:"), std::string::npos);
   EXPECT_NE(r.output.find("\"in_channels\":3"), std::string::npos) << r.output;
 }
+
+// cxxopts said only "Argument 'abc' failed to parse": every typed option of every command now
+// names itself and the type it takes, exit 2, one line.
+TEST(Cli, ABadValueNamesTheOptionAndItsType) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"denoise in out --tile abc", "denoise: --tile takes a whole number from -2147483648 to 2147483647, got 'abc'"},
+      {"eval --clean x --batch 2.5", "eval: --batch takes a whole number from -2147483648 to 2147483647, got '2.5'"},
+      {"bench x --tile=99999999999", "bench: --tile takes a whole number from -2147483648 to 2147483647, got "
+                                     "'99999999999'"},
+      {"bench x --tiles 256,x", "bench: --tiles takes comma-separated whole numbers, got '256,x'"},
+      {"arch --threads x", "arch: --threads takes a whole number from -2147483648 to 2147483647, got 'x'"},
+      {"--seed -1 arch", "arch: --seed takes a whole number from 0 to 18446744073709551615, got '-1'"},
+      {"arch --cpu-cache lots", "arch: --cpu-cache takes a whole number from -9223372036854775808 to "
+                                "9223372036854775807, got 'lots'"},
+      {"train --data d --out o --lr fast", "train: --lr takes a number, got 'fast'"},
+      {"train --data d --out o --iters 5.5", "train: --iters takes a whole number from -9223372036854775808"},
+      {"train --out o --seed 1 --epochs 1e999", "train: --epochs takes a number, got '1e999'"},
+      {"compress a.png -o b --quality high", "compress: --quality takes a number, got 'high'"},
+      {"arch --convs many", "arch: --convs takes a whole number"},
+  };
+  for (const auto& [args, needle] : cases) {
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+  }
+}
+
+// The global options are declared once: the command finder, every command's --help and the
+// top-level --help read the same table.
+TEST(Cli, GlobalOptionsAreTheSameInEveryHelp) {
+  const auto top = run_cli("--help");
+  ASSERT_EQ(top.exit_code, 0) << top.output;
+  const auto arch = run_cli("arch --help");
+  ASSERT_EQ(arch.exit_code, 0) << arch.output;
+  for (const char* text : {"--threads N", "--device D", "--seed N", "--cpu-cache MB", "-q, --quiet",
+                           "freed CPU tensor memory kept for reuse beyond the most in use at once"}) {
+    EXPECT_NE(top.output.find(text), std::string::npos) << text << "\n" << top.output;
+    EXPECT_NE(arch.output.find(text), std::string::npos) << text << "\n" << arch.output;
+  }
+  EXPECT_NE(top.output.find("130 (SIGINT), 143 (SIGTERM)"), std::string::npos) << top.output;
+  // Every global option that takes a value may stand before the command.
+  EXPECT_EQ(run_cli("--cpu-cache 64 --device cpu arch --arch unet-s").exit_code, 0);
+}
+
+// The tile/batch/precision block is one declaration for denoise, eval and bench.
+TEST(Cli, InferenceOptionsReadTheSameInDenoiseEvalAndBench) {
+  for (const char* command : {"denoise", "eval", "bench"}) {
+    const auto r = run_cli(std::string(command) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    for (const char* text : {"tiles or small images per forward pass (default 4)",
+                             "0 = whole images in one pass (default 1024)",
+                             "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16"})
+      EXPECT_NE(r.output.find(text), std::string::npos) << command << ": " << text << "\n" << r.output;
+  }
+}

@@ -18,6 +18,16 @@ struct Context {
   Logger log;
 };
 
+// Exit codes of the bottleneck executable (README "Exit codes"). A command's run() returns one;
+// main maps an escaping Error to one by its kind (exit_code_of in main.cc, the only place).
+inline constexpr int kExitSuccess = 0;
+inline constexpr int kExitFailure = 1;  // failed while working (bad data, I/O, ...), or some inputs skipped
+inline constexpr int kExitUsage = 2;    // what the user typed: bad option, value or config file
+// A train stopped by a signal before its last step (last.ckpt written, resumable): 128 + the
+// signal's number as a shell reports a process killed by it, so 130 for SIGINT (Ctrl-C) and 143
+// for SIGTERM; a script can tell a finished run from an interrupted one.
+inline constexpr int kExitSignalBase = 128;
+
 // A subcommand: it declares its options, then turns the parse result into the options struct of
 // a library function and calls it. Return value = process exit code.
 struct Command {

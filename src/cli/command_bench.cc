@@ -4,6 +4,7 @@
 #include "util/atomic_file.h"
 #include "bench/benchmark.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "util/error.h"
 
 namespace bottleneck::cli {
@@ -29,10 +30,7 @@ void add_bench_options(cxxopts::Options& o) {
       ("train-batch", "patches per training step (default 8)", cxxopts::value<int>())
       ("train-patch", "training patch side (default 96)", cxxopts::value<int>())
       ("json", "also write every number to this JSON file", cxxopts::value<std::string>());
-  o.add_options("Inference")
-      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 1024)", cxxopts::value<int>())
-      ("batch", "tiles per forward pass (default 4)", cxxopts::value<int>())
-      ("precision", "fp32 or bf16 (default fp32)", cxxopts::value<std::string>());
+  add_inference_options(o);
 }
 
 int run_bench(const cxxopts::ParseResult& r, const Context& ctx) {
@@ -52,10 +50,7 @@ int run_bench(const cxxopts::ParseResult& r, const Context& ctx) {
   o.train = r.count("no-train") == 0;
   o.train_batch = get_or<int>(r, "train-batch", o.train_batch);
   o.train_patch = get_or<int>(r, "train-patch", o.train_patch);
-  o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
-  o.tiling.batch = get_or<int>(r, "batch", o.tiling.batch);
-  o.tiling.device = ctx.runtime.device;
-  o.precision = get_or<std::string>(r, "precision", o.precision);
+  read_inference_options(r, ctx, o.tiling, o.precision);
 
   const BenchmarkResult result = run_benchmark(o, ctx.log);
   std::cout << benchmark_table(result) << std::flush;

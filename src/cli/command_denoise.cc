@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "denoise/denoiser.h"
 #include "util/error.h"
 #include "util/progress.h"
@@ -34,13 +35,10 @@ void add_denoise_options(cxxopts::Options& o) {
       ("add-noise", "add this noise before denoising, e.g. gaussian:25 (seeded by --seed)",
        cxxopts::value<std::string>())
       ("compare", "also write NAME.compare.png: clean | noisy | denoised (with --add-noise) or input | denoised");
+  add_inference_options(o);
   o.add_options("Inference")
-      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 1024)", cxxopts::value<int>())
-      ("batch", "tiles or small images per forward pass (default 4)", cxxopts::value<int>())
       ("strength", "how much of the model's change to keep: 1 = its estimate, 0 = unchanged, up to 2 "
-                   "(default 1)", cxxopts::value<double>())
-      ("precision", "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16, slightly less exact (default fp32)",
-       cxxopts::value<std::string>());
+                   "(default 1)", cxxopts::value<double>());
 }
 
 int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
@@ -59,11 +57,8 @@ int run_denoise(const cxxopts::ParseResult& r, const Context& ctx) {
   o.overwrite = r.count("overwrite") > 0;
   o.format = get_or<std::string>(r, "format", o.format);
   o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
-  o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
+  read_inference_options(r, ctx, o.tiling, o.precision);
   o.tiling.strength = get_or<double>(r, "strength", o.tiling.strength);
-  o.tiling.batch = get_or<int>(r, "batch", o.tiling.batch);
-  o.precision = get_or<std::string>(r, "precision", o.precision);
-  o.tiling.device = ctx.runtime.device;
   o.progress_tty = is_terminal(2);
 
   const DenoiseReport report = denoise(o, ctx.log);

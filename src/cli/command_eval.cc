@@ -3,6 +3,7 @@
 
 #include "util/atomic_file.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "util/error.h"
 #include "denoise/evaluator.h"
 #include "image/image_io.h"
@@ -28,11 +29,7 @@ void add_eval_options(cxxopts::Options& o) {
                 "(default: set from each image's noise level)", cxxopts::value<double>())
       ("max-images", "evaluate the first N images only (default all)", cxxopts::value<int>())
       ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
-  o.add_options("Inference")
-      ("tile", "tile core side in pixels; 0 = whole images in one pass (default 1024)", cxxopts::value<int>())
-      ("batch", "tiles per forward pass (default 4)", cxxopts::value<int>())
-      ("precision", "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16, slightly less exact (default fp32)",
-       cxxopts::value<std::string>());
+  add_inference_options(o);
 }
 
 int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
@@ -48,10 +45,7 @@ int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
   o.nlm_h = get_or<double>(r, "nlm-h", o.nlm_h);
   o.max_images = get_or<int>(r, "max-images", o.max_images);
   o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
-  o.tiling.tile = get_or<int>(r, "tile", o.tiling.tile);
-  o.tiling.batch = get_or<int>(r, "batch", o.tiling.batch);
-  o.precision = get_or<std::string>(r, "precision", o.precision);
-  o.tiling.device = ctx.runtime.device;
+  read_inference_options(r, ctx, o.tiling, o.precision);
   o.progress_tty = is_terminal(2);
 
   if (r.count("json")) {

@@ -11,6 +11,7 @@
 #include "codec/codec_trainer.h"
 #include "util/error.h"
 #include "util/progress.h"
+#include "train/memory_estimate.h"
 #include "train/trainer.h"
 #include "util/text_format.h"
 
@@ -18,10 +19,12 @@ namespace bottleneck::cli {
 
 namespace {
 
-// The one piece of process-wide state: a signal handler can only talk through a static.
+// The only process-wide state: a signal handler can only talk through statics.
 std::atomic<bool> stop_requested{false};
+std::atomic<int> stop_signal{0};  // the signal that asked for the stop (0 = none)
 
-extern "C" void on_stop_signal(int) {
+extern "C" void on_stop_signal(int signal) {
+  stop_signal.store(signal);
   stop_requested.store(true);
   // A second Ctrl-C kills at once, for a user who does not want to wait for the step.
   std::signal(SIGINT, SIG_DFL);
@@ -55,7 +58,7 @@ void add_train_options(cxxopts::Options& o) {
                         "(they are still reported; default: status 1 once training is done)");
   o.add_options("Optimisation")
       ("iters", "total optimisation steps (default 5000)", cxxopts::value<int64_t>())
-      ("epochs", "run length in passes over the training pixels (overrides --iters)", cxxopts::value<double>())
+      ("epochs", "run length in passes over the training pixels, > 0 (overrides --iters)", cxxopts::value<double>())
       ("lr", "Adam learning rate (default 1e-3)", cxxopts::value<double>())
       ("lr-min", "final learning rate of the cosine schedule (default 1e-5)", cxxopts::value<double>())
       ("schedule", "cosine, step or constant (default cosine)", cxxopts::value<std::string>())
@@ -126,6 +129,8 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("max-pixels", t.max_pixels);
   set("iters", t.iterations);
   set("epochs", t.epochs);
+  // 0 in a config means "not set" (to_json writes it so); given as a flag it is a mistake.
+  if (r.count("epochs") && !(t.epochs > 0)) throw UsageError("--epochs must be > 0 (without it, --iters sets the length)");
   if (r.count("iters") && !r.count("epochs")) t.epochs = 0;  // an explicit --iters wins over a config's epochs
   set("lr", t.lr);
   set("lr-min", t.lr_min);
@@ -150,6 +155,15 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   return t;
 }
 
+// The exit code of a run that ended without an error: a run stopped by a signal before its
+// last step says so (128 + the signal, command.h), whatever else; then skipped inputs fail it.
+int exit_code(bool finished, bool skipped, const cxxopts::ParseResult& r) {
+  const int signal = stop_signal.load();
+  if (!finished && signal != 0) return kExitSignalBase + signal;
+  if (skipped && !r.count("allow-skipped")) return kExitFailure;
+  return kExitSuccess;
+}
+
 // The summary of a codec run, as run_train's for a denoiser.
 int finish_codec(const CodecTrainResult& result, const TrainOptions& options, const cxxopts::ParseResult& r,
                  const Context& ctx) {
@@ -163,10 +177,12 @@ int finish_codec(const CodecTrainResult& result, const TrainOptions& options, co
   }
   if (result.finished) ctx.log.info("finished: ", summary, "; best model: ", options.out_dir, "/best.ckpt");
   else ctx.log.warn("stopped at ", summary, "; continue with: bottleneck train --resume ", options.out_dir);
-  if (result.skipped_training.empty() && result.skipped_validation.empty()) return 0;
-  const size_t n = result.skipped_training.size() + result.skipped_validation.size();
-  std::cerr << "train: " << n << " unreadable input" << (n == 1 ? "" : "s") << " skipped (see the warnings above)\n";
-  return r.count("allow-skipped") ? 0 : 1;
+  const bool skipped = !result.skipped_training.empty() || !result.skipped_validation.empty();
+  if (skipped) {
+    const size_t n = result.skipped_training.size() + result.skipped_validation.size();
+    std::cerr << "train: " << n << " unreadable input" << (n == 1 ? "" : "s") << " skipped (see the warnings above)\n";
+  }
+  return exit_code(result.finished, skipped, r);
 }
 
 int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
@@ -195,6 +211,9 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
   control.progress_tty = is_terminal(2);
   if (control.stop_after < 0 || control.time_limit_s < 0) throw UsageError("--stop-after and --time-limit must be >= 0");
 
+  // Before anything is loaded or created (the lead moves this into the training loop).
+  refuse_training_that_cannot_fit(options, available_memory_bytes());
+
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   if (options.task == "compress") return finish_codec(train_codec(options, control, ctx.runtime, ctx.log), options, r, ctx);
@@ -215,9 +234,9 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
   }
   // Skipping keeps a long run going past one bad file; the exit status still tells scripts that
   // the model saw less data than the folders hold. Printed even with --quiet, like warnings.
-  if (result.skipped_training.empty() && result.skipped_validation.empty()) return 0;
-  std::cerr << "train: " << skipped_summary(result) << "\n";
-  return r.count("allow-skipped") ? 0 : 1;
+  const bool skipped = !result.skipped_training.empty() || !result.skipped_validation.empty();
+  if (skipped) std::cerr << "train: " << skipped_summary(result) << "\n";
+  return exit_code(result.finished, skipped, r);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The bottleneck executable: git-style subcommands over the library. It only parses options and
-// dispatches; exit codes: 0 success, 1 failure while working, 2 bad usage.
+// dispatches; exit codes are command.h's.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -16,24 +17,45 @@
 namespace bottleneck::cli {
 namespace {
 
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+// The global options, once: the parser, the command finder and `bottleneck --help` read them here.
+struct GlobalOption {
+  std::string flags;  // cxxopts' names: "threads", "v,verbose"
+  std::string arg;    // the value's name in help texts ("N"); empty for a switch
+  std::string help;
+  std::shared_ptr<cxxopts::Value> value;  // nullptr for a switch
+};
+
+std::vector<GlobalOption> global_options() {
+  return {
+      {"device", "D", "auto (CUDA when available), cpu, cuda or cuda:N",
+       cxxopts::value<std::string>()->default_value("auto")},
+      {"threads", "N", "intra-op CPU threads; 0 = all hardware threads", cxxopts::value<int>()->default_value("0")},
+      {"seed", "N", "seed of every random stream (noise, patches, initialisation)",
+       cxxopts::value<uint64_t>()->default_value("0")},
+      {"cpu-cache", "MB", "freed CPU tensor memory kept for reuse beyond the most in use at once; 0 = off",
+       cxxopts::value<int64_t>()->default_value(std::to_string(RuntimeOptions::kDefaultCpuCacheMb))},
+      {"v,verbose", "", "more detail in logs", nullptr},
+      {"q,quiet", "", "only warnings and errors", nullptr},
+      {"h,help", "", "show this help", nullptr},
+  };
+}
+
+// "--threads" for "threads", "-v, --verbose" for "v,verbose".
+std::string long_flag(const GlobalOption& o) { return "--" + o.flags.substr(o.flags.find(',') + 1); }
 
 // Global options that take a value, so the command finder can step over their values.
 bool global_takes_value(const std::string& arg) {
-  return arg == "--device" || arg == "--threads" || arg == "--seed" || arg == "--cpu-cache";
+  for (const GlobalOption& o : global_options())
+    if (o.value && arg == long_flag(o)) return true;
+  return false;
 }
 
 void add_global_options(cxxopts::Options& options) {
-  options.add_options("Global")
-      ("device", "auto (CUDA when available), cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"))
-      ("threads", "intra-op CPU threads; 0 = all hardware threads", cxxopts::value<int>()->default_value("0"))
-      ("seed", "seed of every random stream (noise, patches, initialisation)", cxxopts::value<uint64_t>()->default_value("0"))
-      ("cpu-cache", "MB of freed CPU tensor memory kept for reuse beyond the most in use at once; 0 = off",
-       cxxopts::value<int64_t>()->default_value(std::to_string(RuntimeOptions::kDefaultCpuCacheMb)))
-      ("v,verbose", "more detail in logs")
-      ("q,quiet", "only warnings and errors")
-      ("h,help", "show this help");
+  auto add = options.add_options("Global");
+  for (const GlobalOption& o : global_options()) {
+    if (o.value) add(o.flags, o.help, o.value, o.arg);
+    else add(o.flags, o.help);
+  }
 }
 
 std::string top_level_help(const std::vector<Command>& commands) {
@@ -46,23 +68,72 @@ std::string top_level_help(const std::vector<Command>& commands) {
     name.resize(14, ' ');
     text += name + c.summary + "\n";
   }
+  text += "\nglobal options (before or after the command):\n";
+  auto line = [&](std::string flag, const std::string& help) {
+    flag = "  " + flag;
+    flag.resize(std::max<size_t>(flag.size() + 2, 20), ' ');
+    text += flag + help + "\n";
+  };
+  for (const GlobalOption& o : global_options()) {
+    const size_t comma = o.flags.find(',');
+    const std::string flag = (comma == std::string::npos ? "" : "-" + o.flags.substr(0, comma) + ", ") + long_flag(o) +
+                             (o.arg.empty() ? "" : " " + o.arg);
+    line(flag, o.help + (o.value && o.value->has_default() ? " [" + o.value->get_default_value() + "]" : ""));
+  }
+  line("--version", "print versions and exit");
   text +=
-      "\nglobal options (before or after the command):\n"
-      "  --device D    auto (CUDA when available), cpu, cuda or cuda:N [auto]\n"
-      "  --threads N   intra-op CPU threads, 0 = all hardware threads [0]\n"
-      "  --seed N      seed of every random stream [0]\n"
-      "  --cpu-cache MB  freed CPU tensor memory kept for reuse beyond the most in use\n"
-      "                at once, 0 = off [" +
-      std::to_string(RuntimeOptions::kDefaultCpuCacheMb) + "]\n"
-      "  -v, --verbose / -q, --quiet   log level\n"
-      "  --version     print versions and exit\n\n"
-      "`bottleneck <command> --help` describes a command.\n";
+      "\nexit codes: 0 done; 1 failed while working, or inputs were skipped; 2 bad usage (option, value or\n"
+      "config file); train stopped by a signal before its last step (resumable): 130 (SIGINT), 143 (SIGTERM).\n"
+      "\n`bottleneck <command> --help` describes a command.\n";
   return text;
 }
 
 int usage_error(const std::string& message) {
   std::cerr << "bottleneck: " << message << " (see --help)\n";
   return kExitUsage;
+}
+
+// The exit code of an error that ends a command: the one place kinds become exit codes.
+int exit_code_of(ErrorKind kind) { return kind == ErrorKind::kUsage ? kExitUsage : kExitFailure; }
+
+// cxxopts says only "Argument 'abc' failed to parse": which option took the value, and what it
+// wants, are found by parsing each option of the command line alone, and then that option with
+// sample values (cxxopts does not expose an option's type; its parser is what knows it).
+std::string bad_value_message(cxxopts::Options& options, const std::vector<char*>& args) {
+  auto fails = [&](std::vector<std::string> words) {
+    words.insert(words.begin(), "bottleneck");
+    std::vector<const char*> argv;
+    for (const std::string& w : words) argv.push_back(w.c_str());
+    try {
+      options.parse(static_cast<int>(argv.size()), argv.data());
+      return false;
+    } catch (const cxxopts::exceptions::incorrect_argument_type&) {
+      return true;
+    } catch (const cxxopts::exceptions::exception&) {
+      return false;  // another complaint (a missing value, ...): not this one
+    }
+  };
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string word = args[i];
+    if (word.size() < 2 || word[0] != '-' || word == "--") continue;
+    const size_t equals = word.find('=');
+    std::string flag = word, value;
+    if (equals != std::string::npos) {
+      flag = word.substr(0, equals);
+      value = word.substr(equals + 1);
+    } else if (i + 1 < args.size()) {
+      value = args[i + 1];
+    }
+    if (!fails({flag, value})) continue;
+    std::string expected;
+    if (!fails({flag, "1,2"}) && fails({flag, "0.5"})) expected = "comma-separated whole numbers";
+    else if (!fails({flag, "0.5"})) expected = "a number";
+    else if (fails({flag, "-1"})) expected = "a whole number from 0 to 18446744073709551615";
+    else if (!fails({flag, "2147483648"})) expected = "a whole number from -9223372036854775808 to 9223372036854775807";
+    else expected = "a whole number from -2147483648 to 2147483647";
+    return flag + " takes " + expected + ", got '" + value + "'";
+  }
+  return "a value failed to parse";
 }
 
 // Settings that libraries read once, when they are loaded, so the long-running commands
@@ -146,6 +217,8 @@ int run(int argc, char** argv) {
   cxxopts::ParseResult parsed;
   try {
     parsed = options.parse(rest_argc, rest.data());
+  } catch (const cxxopts::exceptions::incorrect_argument_type&) {
+    return usage_error(name + ": " + bad_value_message(options, rest));
   } catch (const std::exception& e) {
     return usage_error(name + ": " + e.what());
   }
@@ -174,13 +247,13 @@ int run(int argc, char** argv) {
                         cache.peak_cached_bytes >> 20, " MB cached, ", cache.peak_requested_bytes >> 20,
                         " MB in use at once");
     return status;
-  } catch (const UsageError& e) {
-    return usage_error(name + ": " + e.what());
   } catch (const std::exception& e) {
-    // cxxopts reports a bad value (e.g. --threads x) only when the value is read.
-    std::string what = e.what();
+    const Error* error = dynamic_cast<const Error*>(&e);
+    const int code = error ? exit_code_of(error->kind()) : kExitFailure;
+    if (code == kExitUsage) return usage_error(name + ": " + e.what());
+    const std::string what = e.what();
     std::cerr << "bottleneck " << name << ": error: " << what.substr(0, what.find('\n')) << "\n";
-    return kExitFailure;
+    return code;
   }
 }
 
