@@ -60,7 +60,7 @@ cv::Mat compare_at_equal_size(const cv::Mat& image, const CompressedImage& ours)
   const double pixels = static_cast<double>(image.total());
   std::vector<Panel> panels;
   panels.push_back({mat_to_tensor(image), "original", std::to_string(image.cols) + " x " + std::to_string(image.rows)});
-  panels.push_back({ours.decoded, "ours q" + fixed(ours.quality, 1), caption(ours.bytes.size(), pixels, ours.psnr)});
+  panels.push_back({mat_to_tensor(ours.decoded), "ours q" + fixed(ours.quality, 1), caption(ours.bytes.size(), pixels, ours.psnr)});
   for (const char* ext : {".jpg", ".webp"}) {
     const SizeMatched m = encode_at_most(image, ext, ours.bytes.size());
     panels.push_back({m.decoded, m.codec + " q" + std::to_string(m.quality) + (m.fits ? "" : " (larger)"),

@@ -1,5 +1,7 @@
 #include "codec/codec_file.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -271,6 +273,25 @@ CodecFileKind codec_file_kind(const std::string& path) {
   } catch (const std::exception&) {
   }
   return CodecFileKind::kNone;
+}
+
+std::vector<std::string> codec_model_files(const std::vector<std::string>& dirs) {
+  std::vector<std::string> out;
+  for (const std::string& dir : dirs) {
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string ext = it->path().extension().string();
+      for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::error_code file_ec;
+      if (ext == kCodecModelExtension && fs::is_regular_file(it->path(), file_ec)) names.push_back(it->path().filename().string());
+    }
+    std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+      return (a == kShippedCodecModelName) != (b == kShippedCodecModelName) ? a == kShippedCodecModelName : a < b;
+    });
+    for (const std::string& n : names) out.push_back((fs::path(dir) / n).string());
+  }
+  return out;
 }
 
 std::string shipped_codec_model() {

@@ -79,4 +79,10 @@ CodecFileKind codec_file_kind(const std::string& path);
 // The shipped model's path; Error naming the folders searched when none has it.
 std::string shipped_codec_model();
 
+// The codec model files (*.bnm, any letter case) in `dirs`, each folder's kShippedCodecModelName
+// first, then by name; folders that do not exist are skipped. Decompress looks among them for
+// the model a file names (shipped_model_dirs() by default), so that files made with an earlier
+// model still decode when its .bnm is kept beside the current one.
+std::vector<std::string> codec_model_files(const std::vector<std::string>& dirs);
+
 }  // namespace bottleneck

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "codec/codec_compare.h"
+#include "inference/shipped_models.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/file_jobs.h"
@@ -78,6 +79,42 @@ CodecJobReport run_jobs(const FileJobPlan& plan, const std::string& output_root,
   bar.finish(fixed(report.megapixels / std::max(report.seconds, 1e-9), 2) + " MP/s");
   return report;
 }
+
+// Without --model, decompress finds each file's model by the id the file names among the model
+// files of some folders, loading each candidate once, when first needed (codec.bnm first).
+class ModelsById {
+ public:
+  explicit ModelsById(const std::vector<std::string>& dirs) : dirs_(dirs), unread_(codec_model_files(dirs)) {}
+
+  LoadedCodec& find(const ModelId& id, const std::string& file) {
+    for (;;) {
+      for (LoadedCodec& c : loaded_)
+        if (c.info.id == id) return c;
+      if (unread_.empty()) break;
+      const std::string path = unread_.front();
+      unread_.erase(unread_.begin());
+      try {
+        loaded_.push_back(load_codec_model(path));
+        seen_ += (seen_.empty() ? "" : ", ") + fs::path(path).filename().string() + " is " +
+                 model_id_hex(loaded_.back().info.id);
+      } catch (const Error&) {
+        seen_ += (seen_.empty() ? "" : ", ") + fs::path(path).filename().string() + " unreadable";
+      }
+    }
+    std::string dirs;
+    for (const std::string& d : dirs_) dirs += (dirs.empty() ? "" : ", ") + d;
+    throw Error(ErrorKind::kInvalidData, file,
+                "compressed with model " + model_id_hex(id) + ", and no model file here has that id (searched " +
+                    (dirs.empty() ? "nowhere" : dirs) + (seen_.empty() ? ": no .bnm files" : ": " + seen_) +
+                    "); pass --model FILE" + kCodecModelExtension);
+  }
+
+ private:
+  std::vector<std::string> dirs_;
+  std::vector<std::string> unread_;
+  std::vector<LoadedCodec> loaded_;  // find's reference lasts until its next call
+  std::string seen_;                 // "codec.bnm is <id>, ..." for the error
+};
 
 constexpr char kCompareSuffix[] = ".compare.png";
 
@@ -155,14 +192,19 @@ CodecJobReport decompress_files(const DecompressOptions& o, const Logger& log) {
   fo.names_a_file = [](const std::string& out) { return has_image_extension(out); };
   fo.what = kContainerExtension + std::string(" files");
   const FileJobPlan plan = plan_file_jobs(fo);
-  LoadedCodec codec = load_model_option(o.model);
+  std::optional<LoadedCodec> given;
+  if (!o.model.empty()) given = load_codec_model(o.model);
+  ModelsById by_id(o.model_dirs.empty() ? shipped_model_dirs() : o.model_dirs);
   const std::string root = plan.jobs.size() == 1 && !is_directory(o.output) && has_image_extension(o.output) ? "" : o.output;
   CodecJobReport report = run_jobs(plan, root, o.skip_existing, o.progress_tty, true, "decompress", log,
                                    [&](const FileJob& job, CodecJobReport& r) {
     const std::string bytes = read_file(job.input);
-    const DecompressedImage d =
-        decompress_image(codec, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), job.input);
-    save_samples(job.output, {d.image, cv::Mat()});
+    const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+    LoadedCodec& codec = given ? *given : by_id.find(read_container(data, bytes.size(), job.input).header.model_id, job.input);
+    const DecompressedImage d = decompress_image(codec, data, bytes.size(), job.input);
+    ImageSamples decoded;
+    decoded.color = d.image;
+    save_samples(job.output, decoded);
     r.megapixels += static_cast<double>(d.image.total()) / 1e6;
     r.compressed_bytes += bytes.size();
   });

@@ -32,7 +32,9 @@ struct DecompressOptions {
   std::vector<std::string> inputs;  // .bnc files or folders (searched recursively); required
   std::string output;               // output folder (NAME.bnc -> NAME.png), or for one input file
                                     // an image file whose extension picks the format; required
-  std::string model;                // "" = the shipped model
+  std::string model;                // "" = per file, the model file whose id the file names, among
+                                    // the .bnm files in model_dirs (codec_model_files)
+  std::vector<std::string> model_dirs;  // {} = shipped_model_dirs() (BUILD/models, share/...)
   bool skip_existing = false;
   bool progress_tty = false;
 };

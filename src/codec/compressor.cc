@@ -3,19 +3,18 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <opencv2/core.hpp>
 
+#include "codec/codec_tiles.h"
 #include "codec/rans.h"
 #include "image/image_io.h"
-#include "image/metrics.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace bottleneck {
 namespace {
-
-using torch::indexing::Slice;
 
 // Bisection steps of the searches: 20 halvings of 1..100 leave the bpp search within 1e-4
 // quality (finer than a byte of most files); the PSNR search decodes at every step, so it
@@ -25,32 +24,52 @@ constexpr int kPsnrSearchSteps = 12;
 
 int64_t latent_side(int64_t pixels) { return (pixels + CodecModelImpl::kStride - 1) / CodecModelImpl::kStride; }
 
-// The synthesis of decoded symbols at quality q, cropped to the image and converted to its
-// channels, clamped: one function for the decoder and the encoder's PSNR, so both see the same.
-torch::Tensor synthesise(LoadedCodec& codec, const torch::Tensor& symbols, float quality, int64_t height, int64_t width,
-                         int channels) {
+// The synthesis of decoded symbols (1 x M x h x w) at quality q, tile by tile, cropped to the
+// image, converted to its channels and clamped, as samples of `depth` (gray or BGR); with
+// `pixels` also as floats (C x H x W). One function for the decoder and the encoder's PSNR, so
+// both see the same.
+cv::Mat synthesise(LoadedCodec& codec, const torch::Tensor& symbols, float quality, int64_t height, int64_t width,
+                   int channels, int depth, int tile, torch::Tensor* pixels = nullptr) {
   CodecModelImpl& m = *codec.model;
-  const double r = rate_position(quality, m.spec().rates);
-  torch::Tensor x_hat = m.synthesis(m.prior->dequantize(symbols) * m.inverse_gains_at(r))
-                            .index({0, Slice(), Slice(0, height), Slice(0, width)});
-  return to_channels(x_hat, channels).clamp(0, 1);
+  const torch::Tensor inverse_gain = m.inverse_gains_at(rate_position(quality, m.spec().rates));
+  cv::Mat out(static_cast<int>(height), static_cast<int>(width), CV_MAKETYPE(depth, channels));
+  if (pixels) *pixels = torch::empty({channels, height, width});
+  tiled_synthesis(
+      m, symbols.size(2), symbols.size(3),
+      [&](int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+        return m.prior->dequantize(symbols.slice(2, y0, y1).slice(3, x0, x1)) * inverse_gain;
+      },
+      height, width,
+      [&](int64_t y, int64_t x, const torch::Tensor& core) {
+        const torch::Tensor c = to_channels(core, channels).clamp(0, 1);
+        const int64_t h = c.size(1), w = c.size(2);
+        tensor_to_mat(c, depth).copyTo(out(cv::Rect(static_cast<int>(x), static_cast<int>(y), static_cast<int>(w),
+                                                    static_cast<int>(h))));
+        if (pixels) pixels->slice(1, y, y + h).slice(2, x, x + w).copy_(c);
+      },
+      tile);
+  return out;
 }
 
-torch::Tensor to_8bit(const torch::Tensor& x) { return x.mul(255).round().div(255); }
-
-// The image at 8 bits as the model's input: C x H x W in [0, 1], C = the image's channels.
-torch::Tensor image_tensor(const cv::Mat& image) {
-  if (image.depth() == CV_8U) return mat_to_tensor(image);
+// The image at 8 bits, as coded.
+cv::Mat eight_bit(const cv::Mat& image) {
+  if (image.depth() == CV_8U) return image;
   if (image.depth() != CV_16U) throw Error(ErrorKind::kInvalidData, "", "samples must be 8 or 16 bits");
   cv::Mat eight;
   image.convertTo(eight, CV_8U, 1.0 / 257.0);  // rounds to the nearest 8-bit level
-  return mat_to_tensor(eight);
+  return eight;
+}
+
+// PSNR of two 8-bit images of one size and layout, over every sample (psnr() of their tensors).
+double psnr_8bit(const cv::Mat& a, const cv::Mat& b) {
+  const double mse = cv::norm(a, b, cv::NORM_L2SQR) / (static_cast<double>(a.total()) * a.channels() * 255.0 * 255.0);
+  return mse == 0 ? std::numeric_limits<double>::infinity() : -10 * std::log10(mse);
 }
 
 // The analysis of one image, done once; each quality then only multiplies, rounds and codes.
 class Encoder {
  public:
-  Encoder(LoadedCodec& codec, const cv::Mat& image) : codec_(codec) {
+  Encoder(LoadedCodec& codec, const cv::Mat& image, int tile) : codec_(codec), tile_(tile) {
     CodecModelImpl& m = *codec.model;
     channels_ = image.channels();
     if (channels_ != 1 && channels_ != 3)
@@ -58,9 +77,9 @@ class Encoder {
     if (m.spec().channels == 1 && channels_ == 3)
       throw Error(ErrorKind::kInvalidData, "", "a colour image, and this codec model codes gray images only");
     bit_depth_ = image.depth() == CV_16U ? 16 : 8;
-    x_ = image_tensor(image);
-    height_ = x_.size(1), width_ = x_.size(2);
-    y_ = m.analysis(CodecModelImpl::pad_to_stride(to_channels(x_, m.spec().channels).unsqueeze(0)));
+    x_ = eight_bit(image);
+    height_ = x_.rows, width_ = x_.cols;
+    y_ = tiled_analysis(m, x_, tile_);
   }
 
   torch::Tensor symbols(float quality) const {
@@ -73,6 +92,7 @@ class Encoder {
     const int32_t* p = s.data_ptr<int32_t>();
     const int64_t channels = s.size(1), plane = s.size(2) * s.size(3);
     RansEncoder enc;
+    enc.reserve(static_cast<size_t>(channels * plane));
     // Channel-major, each channel under its own table (the trainer's real-bits count codes
     // the same order).
     for (int64_t c = 0; c < channels; ++c)
@@ -90,19 +110,21 @@ class Encoder {
 
   double bpp(float quality) const { return 8.0 * static_cast<double>(encode(quality).size()) / pixels(); }
 
-  torch::Tensor decoded(float quality) const {
-    return to_8bit(synthesise(codec_, symbols(quality), quality, height_, width_, channels_));
+  cv::Mat decoded(float quality) const {
+    return synthesise(codec_, symbols(quality), quality, height_, width_, channels_, CV_8U, tile_);
   }
-  double psnr_at(float quality) const { return psnr(decoded(quality), x_); }
-  double psnr_of(const torch::Tensor& decoded) const { return psnr(decoded, x_); }
+  double psnr_at(float quality) const { return psnr_8bit(decoded(quality), x_); }
+  double psnr_of(const cv::Mat& decoded) const { return psnr_8bit(decoded, x_); }
 
   double pixels() const { return static_cast<double>(height_ * width_); }
 
  private:
   LoadedCodec& codec_;
+  int tile_;
   int channels_ = 3, bit_depth_ = 8;
   int64_t height_ = 0, width_ = 0;
-  torch::Tensor x_, y_;
+  cv::Mat x_;       // the image at 8 bits
+  torch::Tensor y_;  // its analysis, 1 x M x h x w
 };
 
 }  // namespace
@@ -124,10 +146,10 @@ double rate_position(double quality, int rates) {
   return (quality - kMinQuality) / (kMaxQuality - kMinQuality) * static_cast<double>(rates - 1);
 }
 
-CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const CodecTarget& target) {
+CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const CodecTarget& target, int tile) {
   validate(target);
   torch::NoGradGuard no_grad;
-  const Encoder enc(codec, image);
+  const Encoder enc(codec, image, tile);
   CompressedImage out;
   float q = static_cast<float>(target.quality.value_or(kDefaultQuality));
   const float lo_q = static_cast<float>(kMinQuality), hi_q = static_cast<float>(kMaxQuality);
@@ -177,7 +199,8 @@ CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const C
   return out;
 }
 
-DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size_t size, const std::string& path) {
+DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size_t size, const std::string& path,
+                                   const DecodeOptions& options) {
   torch::NoGradGuard no_grad;
   const ParsedContainer file = read_container(data, size, path);
   check_model_id(file, codec.info.id, path);
@@ -207,8 +230,8 @@ DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size
   } catch (const Error& e) {
     throw Error(e.kind(), path, "latent stream: " + e.reason());
   }
-  out.pixels = synthesise(codec, out.symbols.unsqueeze(0), h.quality, h.height, h.width, h.channels);
-  out.image = tensor_to_mat(out.pixels, h.bit_depth == 16 ? CV_16U : CV_8U);
+  out.image = synthesise(codec, out.symbols.unsqueeze(0), h.quality, h.height, h.width, h.channels,
+                         h.bit_depth == 16 ? CV_16U : CV_8U, options.tile, options.keep_pixels ? &out.pixels : nullptr);
   return out;
 }
 

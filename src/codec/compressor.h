@@ -4,7 +4,7 @@
 // compress/decompress contract on a frozen model file, codec/codec_file.h).
 //
 // Coding: the image (gray replicated to the model's colour channels, 16-bit samples rounded to
-// 8 bits) is padded to a multiple of 16, analysed once, multiplied by the gain vector of its
+// 8 bits) is padded to a multiple of 16, analysed once (in tiles, codec/codec_tiles.h), multiplied by the gain vector of its
 // quality, rounded around the prior's medians and rANS-coded channel by channel with the frozen
 // tables. The decoder reads the same integers back, so the latent symbols are bit-identical on
 // every machine and thread count by construction; only the float synthesis differs across
@@ -24,6 +24,7 @@
 #include <torch/torch.h>
 
 #include "codec/codec_file.h"
+#include "codec/codec_tiles.h"
 #include "codec/container.h"
 
 namespace bottleneck {
@@ -55,23 +56,34 @@ struct CompressedImage {
   bool target_reached = true;  // false when a --bpp / --psnr target lies outside quality 1..100
                                // (the nearest end was used)
   int encodings = 0;           // qualities tried (1 without a search)
-  torch::Tensor decoded;       // C x H x W in [0, 1], 8-bit levels: what decompress will give
+  cv::Mat decoded;             // the image's channels (gray or BGR), 8-bit: what decompress will
+                               // give (for a 16-bit original, before scaling to 16 bits)
 };
 
 // `image`: gray or BGR as OpenCV decodes (CV_8U or CV_16U), any size up to kMaxImageSide a side.
 // No alpha: callers refuse it (the file has no place for it). 16-bit samples are coded at 8 bits.
-CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const CodecTarget& target);
+// `tile`: core side of the transforms' tiles in pixels (codec_tiles.h); bounds memory, not the
+// result (latents to float rounding, pixels to one level).
+CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const CodecTarget& target,
+                               int tile = kDefaultCodecTile);
 
 struct DecompressedImage {
   ContainerHeader header;
   cv::Mat image;          // gray or BGR like the original, at header.bit_depth
   torch::Tensor symbols;  // M x h x w int32: the latent symbols as decoded
-  torch::Tensor pixels;   // C x H x W float in [0, 1] before rounding to samples
+  torch::Tensor pixels;   // C x H x W float in [0, 1] before rounding to samples (keep_pixels),
+                          // else undefined
+};
+
+struct DecodeOptions {
+  int tile = kDefaultCodecTile;  // core side of the synthesis tiles in pixels (codec_tiles.h)
+  bool keep_pixels = false;      // also return `pixels`: 12 bytes a colour pixel (0.6 GB for 48 MP)
 };
 
 // Decodes a .bnc file's bytes. Error(kCorrupt / kUnsupported, path, one line) for a damaged or
 // newer file; Error(kInvalidData, path, "compressed with model <hex>, ...") for another model's.
-DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size_t size, const std::string& path);
+DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size_t size, const std::string& path,
+                                   const DecodeOptions& options = {});
 
 // The model's own quantised reconstruction of x (C x H x W in [0, 1], C = the image's
 // channels), rounded test-time latents through CodecModel::forward, clamped: what

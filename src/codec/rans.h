@@ -57,6 +57,9 @@ class RansEncoder {
   // table is visibly invalid (too few entries, wrong ends, a zero frequency on the path taken).
   void put(int32_t value, const CdfTable& table);
 
+  // Room for `symbols` more puts without reallocation (6 bytes each; escapes take more).
+  void reserve(size_t symbols) { ops_.reserve(ops_.size() + symbols); }
+
   // Codes everything queued and returns the stream (at least 8 bytes: the final state; a
   // multiple of 4). Clears the queue.
   std::vector<uint8_t> finish();
