@@ -40,12 +40,7 @@ std::vector<std::string> list_files(const std::string& root, const std::function
   while (it != end) {
     const fs::path p = it->path();
     std::error_code type_ec;
-    const bool directory = it->is_directory(type_ec);
-    if (type_ec && type_ec != std::errc::no_such_file_or_directory)
-      // A kind that cannot be told (a path over PATH_MAX, an I/O error): maybe a folder of inputs.
-      bad.emplace_back(p.string(), "cannot read: " + type_ec.message() + " (" + std::to_string(p.string().size()) +
-                                       " characters)");
-    else if (!directory && accept(p.string()) && !is_atomic_temporary(p.filename().string()))
+    if (!it->is_directory(type_ec) && accept(p.string()) && !is_atomic_temporary(p.filename().string()))
       files.push_back(p.string());
     it.increment(ec);
     if (ec) {
@@ -56,8 +51,6 @@ std::vector<std::string> list_files(const std::string& root, const std::function
   }
   std::sort(files.begin(), files.end());
   std::sort(bad.begin(), bad.end(), [](const Error& a, const Error& b) { return a.path() < b.path(); });
-  bad.erase(std::unique(bad.begin(), bad.end(), [](const Error& a, const Error& b) { return a.path() == b.path(); }),
-            bad.end());
   for (Error& e : bad) {
     if (!unlisted) throw e;
     unlisted->push_back(std::move(e));
