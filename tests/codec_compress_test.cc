@@ -114,7 +114,9 @@ TEST_F(CodecCompress, DecodeEqualsTheModelsQuantisedReconstructionForOddSizesGra
     const cv::Mat image = test_image(c.channels, c.height, c.width, 7);
     const CompressedImage z = compress_image(codec_, image, quality(c.quality));
     EXPECT_EQ(z.quality, static_cast<float>(c.quality));
-    const DecompressedImage d = decompress_image(codec_, z.bytes.data(), z.bytes.size(), "x.bnc");
+    DecodeOptions keep;
+    keep.keep_pixels = true;
+    const DecompressedImage d = decompress_image(codec_, z.bytes.data(), z.bytes.size(), "x.bnc", keep);
     EXPECT_EQ(d.header.width, static_cast<uint32_t>(c.width));
     EXPECT_EQ(d.header.height, static_cast<uint32_t>(c.height));
     EXPECT_EQ(d.header.channels, c.channels);
@@ -337,6 +339,52 @@ TEST_F(CodecCompress, FolderJobGoesOnPastBadFilesAndMirrorsTheTree) {
   EXPECT_EQ(file_bytes(dir / "out/a.png"), original);
 }
 
+TEST_F(CodecCompress, DecompressWithoutModelFindsTheModelFileTheFileNames) {
+  TempDir dir;
+  fs::create_directories(dir / "models");
+  fs::create_directories(dir / "in");
+  fs::copy_file(*model_path_, dir / "models/earlier.bnm");
+  LoadedCodec current = load_codec_model(write_tiny_model(dir / "models/codec.bnm", 2, 0));
+  ASSERT_NE(current.info.id, codec_.info.id);
+  const cv::Mat image = test_image(3, 21, 35, 4);
+  const CompressedImage old_file = compress_image(codec_, image, quality(50));
+  const CompressedImage new_file = compress_image(current, image, quality(50));
+  write_file_atomically(dir / "in/old.bnc", old_file.bytes.data(), old_file.bytes.size());
+  write_file_atomically(dir / "in/new.bnc", new_file.bytes.data(), new_file.bytes.size());
+
+  const Logger quiet(LogLevel::kQuiet);
+  DecompressOptions d;
+  d.inputs = {dir / "in"};
+  d.output = dir / "out";
+  d.model_dirs = {dir / "no-such-folder", dir / "models"};
+  const CodecJobReport r = decompress_files(d, quiet);
+  EXPECT_EQ(r.done, 2);
+  EXPECT_EQ(r.failed, 0) << (r.failures.empty() ? "" : r.failures[0]);
+  EXPECT_EQ(cv::norm(cv::imread(dir / "out/old.png"), old_file.decoded, cv::NORM_INF), 0);
+  EXPECT_EQ(cv::norm(cv::imread(dir / "out/new.png"), new_file.decoded, cv::NORM_INF), 0);
+
+  // Only the current model left: the old file's error names the id it needs and what was there.
+  fs::remove(dir / "models/earlier.bnm");
+  d.output = dir / "out2";
+  const CodecJobReport missing = decompress_files(d, quiet);
+  EXPECT_EQ(missing.done, 1);
+  ASSERT_EQ(missing.failures.size(), 1u);
+  const std::string& why = missing.failures[0];
+  EXPECT_EQ(why.find('\n'), std::string::npos);
+  EXPECT_NE(why.find("old.bnc: compressed with model " + model_id_hex(codec_.info.id)), std::string::npos) << why;
+  EXPECT_NE(why.find("codec.bnm is " + model_id_hex(current.info.id)), std::string::npos) << why;
+  EXPECT_NE(why.find("--model"), std::string::npos) << why;
+
+  // An explicit --model of the wrong one: the one-line error names the id the file needs.
+  d.model = dir / "models/codec.bnm";
+  d.output = dir / "out3";
+  const CodecJobReport wrong = decompress_files(d, quiet);
+  ASSERT_EQ(wrong.failures.size(), 1u);
+  EXPECT_NE(wrong.failures[0].find("compressed with model " + model_id_hex(codec_.info.id) + ", not with this model"),
+            std::string::npos)
+      << wrong.failures[0];
+}
+
 TEST_F(CodecCompress, JobsRefuseToWriteOverAnInputOrToMergeTwoInputs) {
   TempDir dir;
   cv::imwrite(dir / "x.png", test_image(3, 16, 16, 1));
@@ -441,6 +489,29 @@ TEST_F(CodecCli, TruncatedAndBadFilesFailWithOneLineAndTheJobGoesOn) {
   const auto bad_info = test::run_cli("info " + sh(dir / "in/cut.bnc"));
   EXPECT_EQ(bad_info.exit_code, 1);
   EXPECT_NE(bad_info.output.find("truncated"), std::string::npos);
+}
+
+TEST_F(CodecCli, SixteenBitInputIsNotedAndAlphaIsRefusedByName) {
+  TempDir dir;
+  cv::Mat sixteen;
+  test_image(3, 20, 28, 6).convertTo(sixteen, CV_16U, 257.0);
+  ASSERT_TRUE(cv::imwrite(dir / "deep.png", sixteen));
+  const auto c = test::run_cli("compress " + sh(dir / "deep.png") + " -o " + sh(dir / "deep.bnc") + " --model " +
+                               sh(*model_path_));
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_NE(c.output.find("deep.png: 16-bit samples coded at 8-bit precision"), std::string::npos) << c.output;
+  const auto d = test::run_cli("decompress " + sh(dir / "deep.bnc") + " -o " + sh(dir / "back.png") + " --model " +
+                               sh(*model_path_));
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_EQ(cv::imread(dir / "back.png", cv::IMREAD_UNCHANGED).depth(), CV_16U);
+
+  ASSERT_TRUE(cv::imwrite(dir / "rgba.png", cv::Mat(12, 12, CV_8UC4, cv::Scalar(9, 80, 200, 100))));
+  const auto a = test::run_cli("compress " + sh(dir / "rgba.png") + " -o " + sh(dir / "rgba.bnc") + " --model " +
+                               sh(*model_path_));
+  EXPECT_EQ(a.exit_code, 1) << a.output;
+  EXPECT_NE(a.output.find("rgba.png: has an alpha channel, which .bnc files do not store"), std::string::npos)
+      << a.output;
+  EXPECT_FALSE(fs::exists(dir / "rgba.bnc"));
 }
 
 TEST_F(CodecCli, BytesIdenticalAndPixelsWithinOneLevelUnderAnAvx2Cap) {
