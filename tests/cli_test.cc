@@ -99,13 +99,28 @@ TEST(Cli, ABadValueNamesTheOptionAndItsType) {
   }
 }
 
+namespace {
+// Help text with its line wrapping undone: every run of white space becomes one space.
+std::string unwrapped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = c == ' ' || c == '\n' || c == '\t';
+    if (space && !out.empty() && out.back() == ' ') continue;
+    out += space ? ' ' : c;
+  }
+  return out;
+}
+}  // namespace
+
 // The global options are declared once: the command finder, every command's --help and the
 // top-level --help read the same table.
 TEST(Cli, GlobalOptionsAreTheSameInEveryHelp) {
-  const auto top = run_cli("--help");
+  auto top = run_cli("--help");
   ASSERT_EQ(top.exit_code, 0) << top.output;
-  const auto arch = run_cli("arch --help");
+  auto arch = run_cli("arch --help");
   ASSERT_EQ(arch.exit_code, 0) << arch.output;
+  top.output = unwrapped(top.output);
+  arch.output = unwrapped(arch.output);
   for (const char* text : {"--threads N", "--device D", "--seed N", "--cpu-cache MB", "-q, --quiet",
                            "freed CPU tensor memory kept for reuse beyond the most in use at once"}) {
     EXPECT_NE(top.output.find(text), std::string::npos) << text << "\n" << top.output;
@@ -119,8 +134,9 @@ TEST(Cli, GlobalOptionsAreTheSameInEveryHelp) {
 // The tile/batch/precision block is one declaration for denoise, eval and bench.
 TEST(Cli, InferenceOptionsReadTheSameInDenoiseEvalAndBench) {
   for (const char* command : {"denoise", "eval", "bench"}) {
-    const auto r = run_cli(std::string(command) + " --help");
+    auto r = run_cli(std::string(command) + " --help");
     EXPECT_EQ(r.exit_code, 0) << r.output;
+    r.output = unwrapped(r.output);
     for (const char* text : {"tiles or small images per forward pass (default 4)",
                              "0 = whole images in one pass (default 1024)",
                              "fp32, or bf16: about 2x faster on CPUs with AVX512-BF16"})

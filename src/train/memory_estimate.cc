@@ -15,7 +15,7 @@ namespace {
 // RSS of `bottleneck arch`, which loads LibTorch and builds no tensor: 165-185 MB here (LibTorch
 // 1.13, Debian), rounded up for the thread pools and allocator that a training step starts.
 // Measured against the whole: a run of 32 patches of 128^2 on widths 16,32 (one thread) peaked
-// at 545 MB RSS where this estimate says 731 MB (memory_estimate_test): the estimate errs high,
+// at 545 MB RSS where this estimate says 706 MB (memory_estimate_test): the estimate errs high,
 // as a refusal should.
 constexpr int64_t kRuntimeBytes = int64_t{192} << 20;
 // Batches alive at once: the one in the step and the loader's (up to 4 ahead, training_loop.cc,
