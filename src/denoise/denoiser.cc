@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include <opencv2/core.hpp>
 #include <torch/torch.h>
 
 #include "denoise/denoise_plan.h"
