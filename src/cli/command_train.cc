@@ -11,7 +11,6 @@
 #include "codec/codec_trainer.h"
 #include "util/error.h"
 #include "util/progress.h"
-#include "train/memory_estimate.h"
 #include "train/trainer.h"
 #include "util/text_format.h"
 
@@ -210,9 +209,6 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
   control.time_limit_s = 60.0 * get_or<double>(r, "time-limit", 0);
   control.progress_tty = is_terminal(2);
   if (control.stop_after < 0 || control.time_limit_s < 0) throw UsageError("--stop-after and --time-limit must be >= 0");
-
-  // Before anything is loaded or created (the lead moves this into the training loop).
-  refuse_training_that_cannot_fit(options, available_memory_bytes());
 
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);

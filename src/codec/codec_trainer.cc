@@ -3,11 +3,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <iomanip>
 #include <limits>
 #include <sstream>
 
@@ -25,9 +22,12 @@
 #include "image/metrics.h"
 #include "data/noise.h"
 #include "report/plot.h"
-#include "util/progress.h"
 #include "util/seeds.h"
 #include "util/text_format.h"
+#include "train/metrics_log.h"
+#include "train/objective.h"
+#include "train/run_directory.h"
+#include "train/training_loop.h"
 
 namespace fs = std::filesystem;
 
@@ -42,82 +42,18 @@ constexpr double kContainerBytes = 52 + 16;
 
 double number_or_nan(const nlohmann::json& j) { return j.is_number() ? j.get<double>() : kNaN; }
 
-// The codec's metrics.csv: a small version of trainer.cc's MetricsLog (anonymous there) with
-// columns that depend on the number of rates. A later refactor can make one writer for both.
-class CodecMetricsLog {
- public:
-  CodecMetricsLog(std::string path, std::vector<std::string> columns) : path_(std::move(path)), columns_(std::move(columns)) {}
-
-  // Keeps an earlier invocation's rows up to `iteration` (later ones are redone); a file with
-  // other columns is left out (its rows are of another layout).
-  void load_until(int64_t iteration) {
-    std::ifstream in(path_);
-    std::string line;
-    if (!std::getline(in, line) || line != header()) return;
-    while (std::getline(in, line)) {
-      std::vector<double> row;
-      std::stringstream ss(line);
-      std::string c;
-      try {
-        while (std::getline(ss, c, ',')) row.push_back(c.empty() ? kNaN : std::stod(c));
-      } catch (const std::exception&) {
-        continue;  // a damaged line costs one row, not the run
-      }
-      if (row.empty() || row[0] > static_cast<double>(iteration)) continue;
-      row.resize(columns_.size(), kNaN);
-      rows_.push_back(std::move(row));
-    }
-  }
-
-  void add(std::vector<double> row) { rows_.push_back(std::move(row)); }
-
-  void write() const {
-    std::ostringstream out;
-    out << header() << "\n";
-    for (const auto& r : rows_) {
-      for (size_t i = 0; i < r.size(); ++i) {
-        if (i) out << ",";
-        if (std::isfinite(r[i])) out << std::setprecision(i == 0 ? 15 : 8) << r[i];
-      }
-      out << "\n";
-    }
-    write_file_atomically(path_, out.str());
-  }
-
-  // The values of column `name` against the iteration, finite ones only.
-  Series series(const std::string& name, const std::string& label, cv::Scalar color) const {
-    Series s;
-    s.name = label;
-    s.color = color;
-    const size_t k = static_cast<size_t>(std::find(columns_.begin(), columns_.end(), name) - columns_.begin());
-    for (const auto& r : rows_)
-      if (k < r.size() && std::isfinite(r[k])) s.x.push_back(r[0]), s.y.push_back(r[k]);
-    return s;
-  }
-
-  double last_elapsed() const { return rows_.empty() || !std::isfinite(rows_.back().back()) ? 0 : rows_.back().back(); }
-
- private:
-  std::string header() const {
-    std::string h;
-    for (size_t i = 0; i < columns_.size(); ++i) h += (i ? "," : "") + columns_[i];
-    return h;
-  }
-  std::string path_;
-  std::vector<std::string> columns_;
-  std::vector<std::vector<double>> rows_;
-};
-
-std::vector<std::string> metrics_columns(size_t rates) {
-  std::vector<std::string> c = {"iteration", "lr", "loss", "bpp", "psnr"};
+// Running figures of the metrics rows (after iteration, lr, loss), then validation figures.
+std::vector<std::string> step_columns_for(size_t rates) {
+  std::vector<std::string> c = {"bpp", "psnr"};
   for (size_t r = 0; r < rates; ++r)
     for (const char* f : {"loss", "bpp", "psnr"}) c.push_back(std::string(f) + "_r" + std::to_string(r));
-  c.push_back("val_rd");
-  c.push_back("val_psnr");
+  return c;
+}
+
+std::vector<std::string> validation_columns_for(size_t rates) {
+  std::vector<std::string> c = {"val_rd", "val_psnr"};
   for (size_t r = 0; r < rates; ++r)
     for (const char* f : {"val_bpp", "val_real_bpp", "val_psnr"}) c.push_back(std::string(f) + "_r" + std::to_string(r));
-  c.push_back("patches_per_s");
-  c.push_back("elapsed_s");
   return c;
 }
 
@@ -126,7 +62,15 @@ cv::Scalar rate_color(size_t r, size_t n) {
   return cv::Scalar(255 * t, 60, 255 * (1 - t));  // BGR: red (low rate) to blue (high rate)
 }
 
-void write_codec_curves(const std::string& path, const CodecMetricsLog& m, size_t rates) {
+Series series_of(const MetricsLog& m, const std::string& column, const std::string& label, cv::Scalar color) {
+  Series s;
+  s.name = label;
+  s.color = color;
+  m.series(column, &s.x, &s.y);
+  return s;
+}
+
+void write_codec_curves(const std::string& path, const MetricsLog& m, size_t rates) {
   PlotOptions loss_opts;
   loss_opts.title = "training loss (lambda 255^2 MSE + bpp)";
   loss_opts.x_label = "iteration";
@@ -141,11 +85,11 @@ void write_codec_curves(const std::string& path, const CodecMetricsLog& m, size_
   std::vector<Series> psnr_series, bpp_series;
   for (size_t r = 0; r < rates; ++r) {
     const std::string label = "r" + std::to_string(r);
-    psnr_series.push_back(m.series("val_psnr_r" + std::to_string(r), label, rate_color(r, rates)));
-    bpp_series.push_back(m.series("val_bpp_r" + std::to_string(r), label, rate_color(r, rates)));
+    psnr_series.push_back(series_of(m, "val_psnr_r" + std::to_string(r), label, rate_color(r, rates)));
+    bpp_series.push_back(series_of(m, "val_bpp_r" + std::to_string(r), label, rate_color(r, rates)));
   }
   cv::Mat chart;
-  cv::vconcat(std::vector<cv::Mat>{plot_lines({m.series("loss", "loss", cv::Scalar(0, 0, 0))}, loss_opts),
+  cv::vconcat(std::vector<cv::Mat>{plot_lines({series_of(m, "loss", "loss", cv::Scalar(0, 0, 0))}, loss_opts),
                                    plot_lines(psnr_series, psnr_opts), plot_lines(bpp_series, bpp_opts)},
               chart);
   save_mat(path, chart);
@@ -216,16 +160,6 @@ CodecCheckpointInfo parse_info(const std::string& path, torch::serialize::InputA
     throw Error(ErrorKind::kCorrupt, path, std::string("damaged checkpoint metadata: ") + first_line(e.what()));
   }
   return info;
-}
-
-void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-}
-
-bool parameters_finite(const CodecModelImpl& model) {
-  for (const auto& p : model.parameters())
-    if (!torch::isfinite(p).all().item<bool>()) return false;
-  return true;
 }
 
 CodecSpec spec_of(const TrainOptions& o) {
@@ -305,196 +239,164 @@ CodecValidation validate_codec(CodecModelImpl& model, const std::vector<torch::T
   return v;
 }
 
-CodecTrainResult train_codec(const TrainOptions& requested, const TrainControl& control, const Runtime& runtime,
-                             const Logger& log) {
-  validate(requested);
-  if (requested.task != "compress") throw UsageError("train_codec needs --task compress");
-  TrainOptions options = requested;
-  const std::string run_dir = options.out_dir;
-  const std::string last_path = run_dir + "/last.ckpt", best_path = run_dir + "/best.ckpt";
-  std::error_code ec;
-  if (!control.resume && fs::exists(last_path, ec))
-    throw UsageError(run_dir + " already holds a run (last.ckpt): continue it with --resume " + run_dir +
-                     ", or choose another --out");
-  if (control.resume && !fs::exists(last_path, ec)) throw Error(last_path, "nothing to resume: no checkpoint in the run directory");
-  fs::create_directories(run_dir, ec);
-  if (ec) throw Error(run_dir, "cannot create the run directory: " + ec.message());
-  const std::vector<std::string> stale = remove_stale_temporaries(run_dir);
-  if (!stale.empty()) log.info("removed ", stale.size(), " temporary file(s) of an interrupted run from ", run_dir);
+namespace {
 
-  const CodecSpec spec = spec_of(options);
-  const std::vector<double>& lambdas = options.lambdas;
-  const size_t rates = lambdas.size();
-  log.info("loading training images from ", options.data_dir);
-  CodecTrainResult result;
-  const PatchDataset dataset =
-      PatchDataset::from_folder(options.data_dir, "", spec.channels, PatchOptions{options.patch, options.batch, options.augment},
-                                log, options.max_pixels, &result.skipped_training);
-  if (options.epochs > 0) {
-    const double patch_pixels = static_cast<double>(options.batch) * options.patch * options.patch;
-    options.iterations = std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(options.epochs * static_cast<double>(dataset.pixel_count()) / patch_pixels)));
-  }
-  std::vector<torch::Tensor> val_images;
-  if (!options.val_dir.empty()) {
-    auto set = load_validation_set(options.val_dir, spec.channels, NoiseSpec{}, kValidationNoiseSeed, log,
-                                   options.max_pixels, &result.skipped_validation);
-    if (options.val_max_images > 0 && static_cast<int>(set.size()) > options.val_max_images) set.resize(options.val_max_images);
-    for (auto& im : set) val_images.push_back(im.clean);
-  }
-
-  torch::manual_seed(options.seed);
-  CodecModel model(spec, lambdas);
-  model->to(runtime.device);
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
-
-  CodecMetricsLog metrics(run_dir + "/metrics.csv", metrics_columns(rates));
-  int64_t iteration = 0;
-  double best = kNaN;
-  // The window since the last metrics row: steps, loss sum, then per rate count, loss, bpp, PSNR.
-  std::vector<double> window(2 + 4 * rates, 0.0);
-  if (control.resume) {
-    load_codec_checkpoint_state(last_path, *model, &optimizer);
-    const CodecCheckpointInfo info = read_codec_checkpoint_info(last_path);
-    iteration = info.iteration;
-    best = info.best_val_rd;
-    if (info.window.size() == window.size()) window = info.window;
-    metrics.load_until(iteration);
-    log.info("resuming ", run_dir, " at iteration ", iteration, " of ", options.iterations);
-  }
-  write_file_atomically(run_dir + "/config.json", to_json(options) + "\n");
-  log.info("training codec N=", spec.n, " M=", spec.m, " ", spec.activation, " (", rates, " rates, ",
-           fixed(model->macs_per_pixel() / 1e3, 1), " kMAC/pixel) on ", dataset.size(), " images, ", runtime.threads,
-           " threads");
-
-  auto make_info = [&](int64_t it) {
-    CodecCheckpointInfo info;
-    info.spec = spec;
-    info.lambdas = lambdas;
-    info.config_json = to_json(options);
-    info.iteration = it;
-    info.best_val_rd = best;
-    info.window = window;
-    info.project_version = kVersion;
-    return info;
-  };
-  auto save_last = [&] {
-    if (!parameters_finite(*model))
-      throw Error(run_dir, "the weights became non-finite at iteration " + std::to_string(iteration) +
-                               "; the last good state is " + last_path);
-    save_codec_checkpoint(last_path, *model, &optimizer, make_info(iteration));
-  };
-
-  const double elapsed_before = metrics.last_elapsed();
-  const auto start = std::chrono::steady_clock::now();
-  auto seconds_since_start = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  const NoiseSpec no_noise{};
-  BatchLoader loader([&](int64_t index) { return dataset.batch(options.seed, index, no_noise); }, iteration,
-                     options.loader_workers, 4);
-  ProgressBar::Options progress_options;
-  progress_options.label = "train codec";
-  progress_options.tty = control.progress_tty;
-  progress_options.enabled = log.enabled(LogLevel::kInfo);
-  ProgressBar progress(options.iterations, iteration, progress_options, std::cerr);
-
-  const torch::Tensor lambda_table = torch::tensor(lambdas, torch::kDouble).to(torch::kFloat);
-  const int64_t patch_pixels = static_cast<int64_t>(options.patch) * options.patch;
-  model->train();
-  int64_t steps_this_run = 0;
-  bool stopped_early = false;
-  std::string progress_text;
-  while (iteration < options.iterations) {
-    if ((control.stop && control.stop->load()) || (control.stop_after > 0 && steps_this_run >= control.stop_after) ||
-        (control.time_limit_s > 0 && seconds_since_start() >= control.time_limit_s)) {
-      stopped_early = true;
-      break;
+// Rate-distortion training of the codec (the header says what the loss and validation are).
+class CodecObjective final : public TrainingObjective {
+ public:
+  CodecObjective(const TrainOptions& o, const Runtime& runtime, const Logger& log, CodecTrainResult* result)
+      : options_(o), spec_(spec_of(o)), rates_(o.lambdas.size()), device_(runtime.device) {
+    log.info("loading training images from ", o.data_dir);
+    dataset_ = std::make_unique<PatchDataset>(PatchDataset::from_folder(
+        o.data_dir, "", spec_.channels, PatchOptions{o.patch, o.batch, o.augment}, log, o.max_pixels,
+        &result->skipped_training));
+    if (!o.val_dir.empty()) {
+      auto set = load_validation_set(o.val_dir, spec_.channels, NoiseSpec{}, kValidationNoiseSeed, log, o.max_pixels,
+                                     &result->skipped_validation);
+      if (o.val_max_images > 0 && static_cast<int>(set.size()) > o.val_max_images) set.resize(o.val_max_images);
+      for (auto& im : set) val_images_.push_back(im.clean);
     }
-    const TrainBatch batch = loader.next();
-    set_learning_rate(optimizer, learning_rate(options, iteration));
-    const torch::Tensor x = batch.clean.to(runtime.device);
-    const torch::Tensor r = step_rates(iteration, options.batch, rates);
-    const CodecOutput out = model->forward(x, model->gains(r), model->inverse_gains(r), step_generator(options.seed, iteration));
+    torch::manual_seed(o.seed);
+    model_ = CodecModel(spec_, o.lambdas);
+    model_->to(runtime.device);
+    lambda_table_ = torch::tensor(o.lambdas, torch::kDouble).to(torch::kFloat);
+    window_.assign(4 * rates_, 0.0);
+  }
+
+  torch::nn::Module& module() override { return *model_; }
+  std::string describe() const override {
+    return "codec N=" + std::to_string(spec_.n) + " M=" + std::to_string(spec_.m) + " " + spec_.activation + " (" +
+           std::to_string(rates_) + " rates, " + fixed(model_->macs_per_pixel() / 1e3, 1) + " kMAC/pixel) on " +
+           std::to_string(dataset_->size()) + " images";
+  }
+  std::string progress_label() const override { return "train codec"; }
+  double training_pixels() const override { return static_cast<double>(dataset_->pixel_count()); }
+  TrainBatch make_batch(int64_t index) const override { return dataset_->batch(options_.seed, index, NoiseSpec{}); }
+
+  torch::Tensor loss(const TrainBatch& batch, int64_t iteration) override {
+    const torch::Tensor x = batch.clean.to(device_);
+    const torch::Tensor r = step_rates(iteration, options_.batch, rates_);
+    const CodecOutput out =
+        model_->forward(x, model_->gains(r), model_->inverse_gains(r), step_generator(options_.seed, iteration));
     const torch::Tensor mse = (out.x_hat - x).pow(2).mean({1, 2, 3});
+    const int64_t patch_pixels = static_cast<int64_t>(options_.patch) * options_.patch;
     const torch::Tensor bpp = bits_per_pixel(out.likelihoods, patch_pixels);
-    const torch::Tensor per_patch = lambda_table.index_select(0, r) * kPeak2 * mse + bpp;
-    const torch::Tensor loss = per_patch.mean();
-    const double loss_value = loss.item<double>();
-    if (!std::isfinite(loss_value))
-      throw Error(run_dir, "training loss became " + std::to_string(loss_value) + " at iteration " +
-                               std::to_string(iteration + 1) + "; the last good state is " + last_path);
-    optimizer.zero_grad();
-    loss.backward();
-    // Rare large steps (a patch far outside what the prior has seen) would otherwise throw the
-    // prior's CDF networks off; CompressAI's example clips at the same norm.
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-    optimizer.step();
-    ++iteration;
-    ++steps_this_run;
-    window[0] += 1;
-    window[1] += loss_value;
-    {
-      const auto pp = per_patch.detach().to(torch::kDouble).contiguous();
-      const auto bb = bpp.detach().to(torch::kDouble).contiguous();
-      const auto mm = mse.detach().to(torch::kDouble).contiguous();
-      for (int b = 0; b < options.batch; ++b) {
-        double* w = &window[2 + 4 * static_cast<size_t>(r[b].item<int64_t>())];
-        w[0] += 1, w[1] += pp[b].item<double>(), w[2] += bb[b].item<double>();
-        w[3] += 10 * std::log10(1.0 / std::max(mm[b].item<double>(), 1e-12));
-      }
+    const torch::Tensor per_patch = lambda_table_.index_select(0, r) * kPeak2 * mse + bpp;
+    // Per rate: patches, loss, bpp and PSNR sums since the last metrics row.
+    const auto pp = per_patch.detach().to(torch::kDouble).contiguous();
+    const auto bb = bpp.detach().to(torch::kDouble).contiguous();
+    const auto mm = mse.detach().to(torch::kDouble).contiguous();
+    for (int b = 0; b < options_.batch; ++b) {
+      double* w = &window_[4 * static_cast<size_t>(r[b].item<int64_t>())];
+      w[0] += 1, w[1] += pp[b].item<double>(), w[2] += bb[b].item<double>();
+      w[3] += 10 * std::log10(1.0 / std::max(mm[b].item<double>(), 1e-12));
     }
-
-    const double patches_per_s = progress.rate() * options.batch;
-    const bool validate_now = !val_images.empty() && (iteration % options.val_every == 0 || iteration == options.iterations);
-    if (iteration % options.log_every == 0 || validate_now || iteration == options.iterations) {
-      std::vector<double> row = {static_cast<double>(iteration), learning_rate(options, iteration - 1), window[1] / window[0]};
-      double bpp_all = 0, psnr_all = 0, n_all = 0;
-      std::vector<double> per_rate;
-      for (size_t k = 0; k < rates; ++k) {
-        const double* w = &window[2 + 4 * k];
-        bpp_all += w[2], psnr_all += w[3], n_all += w[0];
-        for (int f = 1; f <= 3; ++f) per_rate.push_back(w[0] > 0 ? w[f] / w[0] : kNaN);
-      }
-      row.push_back(bpp_all / n_all);
-      row.push_back(psnr_all / n_all);
-      row.insert(row.end(), per_rate.begin(), per_rate.end());
-      std::fill(window.begin(), window.end(), 0.0);
-      if (validate_now) {
-        result.last = validate_codec(*model, val_images, lambdas, true);
-        const CodecValidation& v = result.last;
-        row.push_back(v.rd);
-        row.push_back(v.mean_psnr);
-        for (const auto& rv : v.rates) row.insert(row.end(), {rv.bpp, rv.real_bpp, rv.psnr});
-        if (!(v.rd >= best) && std::isfinite(v.rd)) {
-          best = v.rd;
-          save_codec_checkpoint(best_path, *model, nullptr, make_info(iteration));
-        }
-        std::string text;
-        for (const auto& rv : v.rates) text += " " + fixed(rv.real_bpp, 3) + "/" + fixed(rv.psnr, 2);
-        log.info("validation at ", iteration, ": RD ", fixed(v.rd, 4), " (best ", fixed(best, 4), "), mean PSNR ",
-                 fixed(v.mean_psnr, 2), " dB; bpp/PSNR per rate:", text);
-      } else {
-        row.resize(row.size() + 2 + 3 * rates, kNaN);
-      }
-      row.push_back(patches_per_s);
-      row.push_back(elapsed_before + seconds_since_start());
-      metrics.add(row);
-      metrics.write();
-      if (validate_now) write_codec_curves(run_dir + "/curves.png", metrics, rates);
-    }
-    if (iteration % options.checkpoint_every == 0 || iteration == options.iterations) save_last();
-    progress_text = "loss " + fixed(loss_value, 4) + " | " + fixed(patches_per_s, 1) + " img/s";
-    if (!result.last.rates.empty()) progress_text += " | val " + fixed(result.last.mean_psnr, 2) + " dB";
-    progress.update(iteration, progress_text);
+    return per_patch.mean();
   }
-  save_last();
-  if (val_images.empty() && !fs::exists(best_path, ec)) save_codec_checkpoint(best_path, *model, nullptr, make_info(iteration));
-  const double seconds = seconds_since_start();
-  progress.finish(progress_text + (stopped_early ? " | stopped" : " | done"));
-  result.iteration = iteration;
-  result.finished = iteration >= options.iterations;
-  result.best_val_rd = best;
-  result.seconds = seconds;
-  result.patches_per_second = seconds > 0 ? static_cast<double>(steps_this_run * options.batch) / seconds : 0;
+  // Rare large steps (a patch far outside what the prior has seen) would otherwise throw the
+  // prior's CDF networks off; CompressAI's example clips at the same norm.
+  void before_update() override { torch::nn::utils::clip_grad_norm_(model_->parameters(), 1.0); }
+
+  std::vector<std::string> step_columns() const override { return step_columns_for(rates_); }
+  std::vector<std::string> validation_columns() const override { return validation_columns_for(rates_); }
+  std::vector<double> take_step_figures() override {
+    double bpp_all = 0, psnr_all = 0, n_all = 0;
+    std::vector<double> per_rate;
+    for (size_t k = 0; k < rates_; ++k) {
+      const double* w = &window_[4 * k];
+      bpp_all += w[2], psnr_all += w[3], n_all += w[0];
+      for (int f = 1; f <= 3; ++f) per_rate.push_back(w[0] > 0 ? w[f] / w[0] : kNaN);
+    }
+    std::vector<double> figures = {bpp_all / n_all, psnr_all / n_all};
+    figures.insert(figures.end(), per_rate.begin(), per_rate.end());
+    std::fill(window_.begin(), window_.end(), 0.0);
+    return figures;
+  }
+
+  bool can_validate() const override { return !val_images_.empty(); }
+  bool lower_is_better() const override { return true; }
+  ValidationOutcome validate(const RunDirectory&, int64_t) override {
+    last_ = validate_codec(*model_, val_images_, options_.lambdas, true);
+    ValidationOutcome out;
+    out.figures = {last_.rd, last_.mean_psnr};
+    for (const auto& rv : last_.rates) out.figures.insert(out.figures.end(), {rv.bpp, rv.real_bpp, rv.psnr});
+    out.figure = last_.rd;
+    std::string text;
+    for (const auto& rv : last_.rates) text += " " + fixed(rv.real_bpp, 3) + "/" + fixed(rv.psnr, 2);
+    out.summary = "RD " + fixed(last_.rd, 4) + ", mean PSNR " + fixed(last_.mean_psnr, 2) +
+                  " dB; bpp/PSNR per rate:" + text;
+    return out;
+  }
+  std::string figure_text(double figure) const override { return "RD " + fixed(figure, 4); }
+  std::string progress_suffix() const override {
+    return last_.rates.empty() ? "" : " | val " + fixed(last_.mean_psnr, 2) + " dB";
+  }
+
+  // The checkpoint's window: steps and loss sum (the loop's), then the per-rate sums.
+  void save_checkpoint(const std::string& path, const torch::optim::Optimizer* optimizer,
+                       const LoopState& state) const override {
+    CodecCheckpointInfo info;
+    info.spec = spec_;
+    info.lambdas = options_.lambdas;
+    info.config_json = state.config_json;
+    info.iteration = state.iteration;
+    info.best_val_rd = state.best;
+    info.window = {static_cast<double>(state.loss_count), state.loss_sum};
+    info.window.insert(info.window.end(), window_.begin(), window_.end());
+    info.project_version = kVersion;
+    save_codec_checkpoint(path, *model_, optimizer, info);
+  }
+  LoopState load_checkpoint(const std::string& path, torch::optim::Optimizer* optimizer) override {
+    load_codec_checkpoint_state(path, *model_, optimizer);
+    const CodecCheckpointInfo info = read_codec_checkpoint_info(path);
+    LoopState state;
+    state.iteration = info.iteration;
+    state.best = info.best_val_rd;
+    state.config_json = info.config_json;
+    if (info.window.size() == 2 + window_.size()) {
+      state.loss_count = static_cast<int64_t>(info.window[0]);
+      state.loss_sum = info.window[1];
+      std::copy(info.window.begin() + 2, info.window.end(), window_.begin());
+    }
+    return state;
+  }
+
+  void write_curves(const std::string& path, const MetricsLog& metrics) const override {
+    write_codec_curves(path, metrics, rates_);
+  }
+
+  const CodecValidation& last() const { return last_; }
+
+ private:
+  const TrainOptions options_;
+  const CodecSpec spec_;
+  const size_t rates_;
+  torch::Device device_;
+  std::unique_ptr<PatchDataset> dataset_;
+  std::vector<torch::Tensor> val_images_;
+  CodecModel model_{nullptr};
+  torch::Tensor lambda_table_;
+  std::vector<double> window_;  // per rate: patches, loss, bpp, PSNR sums since the last row
+  CodecValidation last_;
+};
+
+}  // namespace
+
+CodecTrainResult train_codec(const TrainOptions& options, const TrainControl& control, const Runtime& runtime,
+                             const Logger& log) {
+  if (options.task != "compress") throw UsageError("train_codec needs the task \"compress\"");
+  CodecTrainResult result;
+  std::unique_ptr<TrainingObjective> objective;
+  const LoopResult loop = run_training(
+      options, control, runtime, log,
+      [&](const RunDirectory&) { return std::make_unique<CodecObjective>(options, runtime, log, &result); },
+      &objective);
+  result.last = static_cast<CodecObjective&>(*objective).last();
+  result.iteration = loop.iteration;
+  result.finished = loop.finished;
+  result.best_val_rd = loop.best;
+  result.seconds = loop.seconds;
+  result.patches_per_second = loop.patches_per_second;
   return result;
 }
 

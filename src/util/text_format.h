@@ -24,6 +24,15 @@ inline std::string shape_text(const std::vector<int64_t>& shape) {
 }
 
 // A measurement in a markdown table: `digits` decimals, "-" where there is none (NaN, inf).
+// `digits` significant digits, the shortest form (0.0012346, 2.4257): a figure whose scale
+// varies by task, such as a loss.
+inline std::string significant(double v, int digits) {
+  std::ostringstream s;
+  s.precision(digits);
+  s << v;
+  return s.str();
+}
+
 inline std::string table_cell(double v, int digits) { return std::isfinite(v) ? fixed(v, digits) : "-"; }
 
 // A measurement in a CSV file: 8 significant digits, empty where there is none.

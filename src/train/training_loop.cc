@@ -1,0 +1,244 @@
+#include "train/training_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "train/memory_estimate.h"
+#include "train/metrics_log.h"
+#include "train/objective.h"
+#include "train/run_directory.h"
+#include "util/error.h"
+#include "util/progress.h"
+#include "util/text_format.h"
+
+namespace fs = std::filesystem;
+
+namespace bottleneck {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+}
+
+bool parameters_finite(torch::nn::Module& module) {
+  for (const auto& p : module.parameters())
+    if (!torch::isfinite(p).all().item<bool>()) return false;
+  return true;
+}
+
+// What makes a run this run: a checkpoint whose recorded config differs in any of these is
+// another run's (its batches, noise or network would not continue this one). The schedule,
+// validation and logging fields may change on resume.
+void require_same_run(const TrainOptions& now, const std::string& checkpoint_config, const std::string& checkpoint) {
+  if (checkpoint_config.empty()) return;  // written before checkpoints recorded their config
+  TrainOptions then;
+  try {
+    then = train_options_from_json(checkpoint_config, TrainOptions{}, checkpoint);
+  } catch (const std::exception&) {
+    return;  // a config of an older version (other fields): its weights loaded, so resume
+  }
+  auto resolved = [](const std::string& p) {
+    std::error_code ec;
+    return p.empty() ? p : fs::weakly_canonical(p, ec).string();
+  };
+  std::ostringstream lambdas_now, lambdas_then;
+  for (double l : now.lambdas) lambdas_now << l << " ";
+  for (double l : then.lambdas) lambdas_then << l << " ";
+  const struct {
+    const char* field;
+    std::string now, then;
+  } identity[] = {
+      {"task", now.task, then.task},
+      {"network", to_json(now.arch), to_json(then.arch)},
+      {"training data", resolved(now.data_dir), resolved(then.data_dir)},
+      {"noisy partners", resolved(now.pairs_dir), resolved(then.pairs_dir)},
+      {"noise", now.pairs_dir.empty() ? now.noise : "", then.pairs_dir.empty() ? then.noise : ""},
+      {"seed", std::to_string(now.seed), std::to_string(then.seed)},
+      {"patch", std::to_string(now.patch), std::to_string(then.patch)},
+      {"batch", std::to_string(now.batch), std::to_string(then.batch)},
+      {"augment", std::to_string(now.augment), std::to_string(then.augment)},
+      {"loss", now.loss, then.loss},
+      {"precision", now.precision, then.precision},
+      {"lambdas", lambdas_now.str(), lambdas_then.str()},
+      {"codec network", std::to_string(now.codec_n) + "/" + std::to_string(now.codec_m) + "/" + now.codec_activation,
+       std::to_string(then.codec_n) + "/" + std::to_string(then.codec_m) + "/" + then.codec_activation},
+  };
+  for (const auto& f : identity)
+    if (f.now != f.then)
+      throw Error(ErrorKind::kInvalidData, checkpoint,
+                  std::string("belongs to another run: its ") + f.field + " is \"" + f.then + "\", the run's config says \"" +
+                      f.now + "\"; resume the run it belongs to, or start a new run (--init to start from its weights)");
+}
+
+}  // namespace
+
+LoopResult run_training(TrainOptions options, const TrainControl& control, const Runtime& runtime, const Logger& log,
+                        const ObjectiveFactory& make_objective, std::unique_ptr<TrainingObjective>* objective_out,
+                        TrainOptions* resolved_out) {
+  validate(options);
+  // Before anything exists: a step that cannot fit would otherwise meet the OOM killer later.
+  refuse_training_that_cannot_fit(options, available_memory_bytes());
+  RunDirectory::Options run_options;
+  run_options.dir = options.out_dir;
+  run_options.resume = control.resume;
+  run_options.inputs = {{"training folder", options.data_dir},
+                        {"folder of noisy partners", options.pairs_dir},
+                        {"validation folder", options.val_dir},
+                        {"folder of noisy validation partners", options.val_pairs_dir}};
+  run_options.subfolders = {"samples"};
+  const RunDirectory run(run_options, log);
+  const std::string last_path = run.path("last.ckpt");
+
+  std::unique_ptr<TrainingObjective> objective = make_objective(run);
+  TrainingObjective& task = *objective;
+  if (options.epochs > 0) {
+    const double patch_pixels = static_cast<double>(options.batch) * options.patch * options.patch;
+    options.iterations =
+        std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.epochs * task.training_pixels() / patch_pixels)));
+    log.info(options.epochs, " epochs = ", options.iterations, " iterations");
+  }
+  if (resolved_out) *resolved_out = options;
+  torch::optim::Adam optimizer(task.module().parameters(), torch::optim::AdamOptions(options.lr));
+
+  std::vector<std::string> columns = {"iteration", "lr", "loss"};
+  const std::vector<std::string> step_columns = task.step_columns(), val_columns = task.validation_columns();
+  columns.insert(columns.end(), step_columns.begin(), step_columns.end());
+  columns.insert(columns.end(), val_columns.begin(), val_columns.end());
+  columns.insert(columns.end(), {"patches_per_s", "elapsed_s"});
+  MetricsLog metrics(run.path("metrics.csv"), columns);
+
+  LoopState state;
+  state.best = kNaN;
+  if (control.resume) {
+    state = task.load_checkpoint(last_path, &optimizer);
+    require_same_run(options, state.config_json, last_path);
+    const MetricsLog::Loaded loaded = metrics.load_until(state.iteration);
+    if (loaded.damaged > 0)
+      log.warn(run.path("metrics.csv"), ": ", loaded.damaged, " damaged line(s) left out; the file as found is kept as ",
+               loaded.backup);
+    log.info("resuming ", run.dir(), " at iteration ", state.iteration, " of ", options.iterations);
+  }
+  state.config_json = to_json(options);
+  task.prepare_for_training();
+  run.write_text("config.json", state.config_json + "\n");
+  log.info("training ", task.describe(), ", ", runtime.device.str(), ", ", runtime.threads, " threads");
+
+  const double elapsed_before = std::isfinite(metrics.last("elapsed_s")) ? metrics.last("elapsed_s") : 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds_since_start = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+
+  BatchLoader loader([&](int64_t index) { return task.make_batch(index); }, state.iteration, options.loader_workers,
+                     4);
+  ProgressBar::Options progress_options;
+  progress_options.label = task.progress_label();
+  progress_options.tty = control.progress_tty;
+  progress_options.enabled = log.enabled(LogLevel::kInfo);
+  ProgressBar progress(options.iterations, state.iteration, progress_options, std::cerr);
+
+  // A step can turn the weights non-finite while its own loss was still finite: check before
+  // every write so a checkpoint on disk is always a good one.
+  auto save_last = [&] {
+    if (!parameters_finite(task.module()))
+      throw Error(run.dir(), "the weights became non-finite at iteration " + std::to_string(state.iteration) +
+                                 " (learning rate too high?); the last good state is " + last_path);
+    run.write("last.ckpt", [&](const std::string& p) { task.save_checkpoint(p, &optimizer, state); });
+  };
+  auto save_best = [&] {
+    run.write("best.ckpt", [&](const std::string& p) { task.save_checkpoint(p, nullptr, state); });
+  };
+
+  task.module().train();
+  int64_t steps_this_run = 0;
+  bool stopped_early = false;
+  std::string progress_text;
+  while (state.iteration < options.iterations) {
+    if ((control.stop && control.stop->load()) || (control.stop_after > 0 && steps_this_run >= control.stop_after) ||
+        (control.time_limit_s > 0 && seconds_since_start() >= control.time_limit_s)) {
+      stopped_early = true;
+      break;
+    }
+    const TrainBatch batch = loader.next();
+    set_learning_rate(optimizer, learning_rate(options, state.iteration));
+    // One step = forward, loss, backward, update. Data-parallel training all-reduces the
+    // gradients between backward() and the update; nothing else in the loop changes.
+    const torch::Tensor loss = task.loss(batch, state.iteration);
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value))
+      throw Error(run.dir(), "training loss became " + std::to_string(loss_value) + " at iteration " +
+                                 std::to_string(state.iteration + 1) +
+                                 " (learning rate too high?); the last good state is " + last_path);
+    optimizer.zero_grad();
+    loss.backward();
+    task.before_update();
+    optimizer.step();
+    ++state.iteration;
+    ++steps_this_run;
+    state.loss_sum += loss_value;
+    ++state.loss_count;
+    const int64_t it = state.iteration;
+
+    const double patches_per_s = progress.rate() * options.batch;
+    const bool validate_now = task.can_validate() && (it % options.val_every == 0 || it == options.iterations);
+    if (it % options.log_every == 0 || validate_now || it == options.iterations) {
+      std::vector<double> row = {static_cast<double>(it), learning_rate(options, it - 1),
+                                 state.loss_sum / static_cast<double>(state.loss_count)};
+      state.loss_sum = 0;
+      state.loss_count = 0;
+      const std::vector<double> figures = task.take_step_figures();
+      row.insert(row.end(), figures.begin(), figures.end());
+      row.resize(3 + step_columns.size(), kNaN);
+      if (validate_now) {
+        const ValidationOutcome v = task.validate(run, it);
+        row.insert(row.end(), v.figures.begin(), v.figures.end());
+        const bool better = task.lower_is_better() ? !(v.figure >= state.best) : !(v.figure <= state.best);
+        if (better && std::isfinite(v.figure)) {
+          state.best = v.figure;
+          save_best();
+        }
+        // With a live progress line the latest validation is on it already.
+        if (!progress_options.tty || !progress_options.enabled)
+          log.info("validation at ", it, ": ", v.summary, ", best ", task.figure_text(state.best));
+      }
+      row.resize(3 + step_columns.size() + val_columns.size(), kNaN);
+      row.push_back(patches_per_s);
+      row.push_back(elapsed_before + seconds_since_start());
+      metrics.add(row);
+      run.write("metrics.csv", [&](const std::string&) { metrics.write(); });
+      if (validate_now) run.write("curves.png", [&](const std::string& p) { task.write_curves(p, metrics); });
+    }
+    if (it % options.checkpoint_every == 0 || it == options.iterations) save_last();
+
+    progress_text = "loss " + significant(loss_value, 4) + " | " + fixed(patches_per_s, 1) + " img/s" +
+                    task.progress_suffix();
+    progress.update(it, progress_text);
+  }
+  // Always leave `last` at the step we stopped on, whatever the reason.
+  save_last();
+  std::error_code ec;
+  if (!task.can_validate() && !fs::exists(run.path("best.ckpt"), ec)) save_best();
+  const double seconds = seconds_since_start();
+  progress.finish(progress_text + (stopped_early ? " | stopped" : " | done"));
+
+  LoopResult result;
+  result.iteration = state.iteration;
+  result.finished = state.iteration >= options.iterations;
+  result.best = state.best;
+  result.seconds = seconds;
+  result.patches_per_second = seconds > 0 ? static_cast<double>(steps_this_run * options.batch) / seconds : 0;
+  if (objective_out) *objective_out = std::move(objective);
+  return result;
+}
+
+}  // namespace bottleneck
