@@ -15,6 +15,7 @@
 #include "train/objective.h"
 #include "train/run_directory.h"
 #include "util/error.h"
+#include "util/file_jobs.h"
 #include "util/progress.h"
 #include "util/text_format.h"
 
@@ -47,10 +48,7 @@ void require_same_run(const TrainOptions& now, const std::string& checkpoint_con
   } catch (const std::exception&) {
     return;  // a config of an older version (other fields): its weights loaded, so resume
   }
-  auto resolved = [](const std::string& p) {
-    std::error_code ec;
-    return p.empty() ? p : fs::weakly_canonical(p, ec).string();
-  };
+  auto folder = [](const std::string& p) { return p.empty() ? p : resolved(p).string(); };
   std::ostringstream lambdas_now, lambdas_then;
   for (double l : now.lambdas) lambdas_now << l << " ";
   for (double l : then.lambdas) lambdas_then << l << " ";
@@ -60,8 +58,8 @@ void require_same_run(const TrainOptions& now, const std::string& checkpoint_con
   } identity[] = {
       {"task", now.task, then.task},
       {"network", to_json(now.arch), to_json(then.arch)},
-      {"training data", resolved(now.data_dir), resolved(then.data_dir)},
-      {"noisy partners", resolved(now.pairs_dir), resolved(then.pairs_dir)},
+      {"training data", folder(now.data_dir), folder(then.data_dir)},
+      {"noisy partners", folder(now.pairs_dir), folder(then.pairs_dir)},
       {"noise", now.pairs_dir.empty() ? now.noise : "", then.pairs_dir.empty() ? then.noise : ""},
       {"seed", std::to_string(now.seed), std::to_string(then.seed)},
       {"patch", std::to_string(now.patch), std::to_string(then.patch)},
@@ -83,8 +81,7 @@ void require_same_run(const TrainOptions& now, const std::string& checkpoint_con
 }  // namespace
 
 LoopResult run_training(TrainOptions options, const TrainControl& control, const Runtime& runtime, const Logger& log,
-                        const ObjectiveFactory& make_objective, std::unique_ptr<TrainingObjective>* objective_out,
-                        TrainOptions* resolved_out) {
+                        const ObjectiveFactory& make_objective, std::unique_ptr<TrainingObjective>* objective_out) {
   validate(options);
   // Before anything exists: a step that cannot fit would otherwise meet the OOM killer later.
   refuse_training_that_cannot_fit(options, available_memory_bytes());
@@ -107,7 +104,6 @@ LoopResult run_training(TrainOptions options, const TrainControl& control, const
         std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.epochs * task.training_pixels() / patch_pixels)));
     log.info(options.epochs, " epochs = ", options.iterations, " iterations");
   }
-  if (resolved_out) *resolved_out = options;
   torch::optim::Adam optimizer(task.module().parameters(), torch::optim::AdamOptions(options.lr));
 
   std::vector<std::string> columns = {"iteration", "lr", "loss"};

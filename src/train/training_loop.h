@@ -39,7 +39,6 @@ using ObjectiveFactory = std::function<std::unique_ptr<TrainingObjective>(const 
 // non-finite loss or weights (the last good checkpoint is kept), UsageError for bad options.
 // `*objective_out`, when given, receives the objective (for the task's result).
 LoopResult run_training(TrainOptions options, const TrainControl& control, const Runtime& runtime, const Logger& log,
-                        const ObjectiveFactory& make_objective, std::unique_ptr<TrainingObjective>* objective_out,
-                        TrainOptions* resolved = nullptr);
+                        const ObjectiveFactory& make_objective, std::unique_ptr<TrainingObjective>* objective_out);
 
 }  // namespace bottleneck
