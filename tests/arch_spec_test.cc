@@ -52,7 +52,6 @@ TEST(ArchSpecTest, DefaultsAreValid) {
 
 TEST(ArchSpecTest, ValidationNamesFieldAndValue) {
   // Fields are checked in declaration order, so each case trips only the field it changes.
-  expect_invalid([](ArchSpec& s) { s.kind = "vae"; }, {"kind", "\"vae\""});
   expect_invalid([](ArchSpec& s) { s.in_channels = 2; }, {"in_channels", "2"});
   expect_invalid([](ArchSpec& s) { s.in_channels = 0; }, {"in_channels", "0"});
   expect_invalid([](ArchSpec& s) { s.out_channels = 4; }, {"out_channels", "4"});
@@ -64,20 +63,43 @@ TEST(ArchSpecTest, ValidationNamesFieldAndValue) {
   expect_invalid([](ArchSpec& s) { s.bottleneck_channels = -1; }, {"bottleneck_channels", "-1"});
   expect_invalid(
       [](ArchSpec& s) {
-        s.kind = "conv-ae";
-        s.head = "sigmoid";
+        s.kind = ArchKind::kConvAE;
+        s.head = Head::kSigmoid;
       },
       {"bottleneck_channels", "conv-ae"});
-  expect_invalid([](ArchSpec& s) { s.activation = "tanh"; }, {"activation", "\"tanh\""});
-  expect_invalid([](ArchSpec& s) { s.head = "softmax"; }, {"head", "\"softmax\""});
   expect_invalid(
       [](ArchSpec& s) {
-        s.kind = "conv-ae";
+        s.kind = ArchKind::kConvAE;
         s.bottleneck_channels = 4;
       },
       {"residual", "conv-ae"});
   expect_invalid([](ArchSpec& s) { s.out_channels = 3; }, {"residual", "out_channels 3"});
-  expect_invalid([](ArchSpec& s) { s.upsample = "nearest"; }, {"upsample", "\"nearest\""});
+  expect_invalid([](ArchSpec& s) { s.head = static_cast<Head>(7); }, {"unknown value"});
+}
+
+// The spellings are the only way in from text (JSON, CLI), so they name the field and the value.
+TEST(ArchSpecTest, ParsingNamesFieldAndValue) {
+  const auto expect_refused = [](const std::function<void()>& parse,
+                                 std::initializer_list<const char*> needles) {
+    try {
+      parse();
+      ADD_FAILURE() << "accepted; expected an error mentioning " << *needles.begin();
+    } catch (const UsageError& e) {
+      const std::string what = e.what();
+      for (const char* n : needles) EXPECT_NE(what.find(n), std::string::npos) << what;
+    }
+  };
+  expect_refused([] { parse_arch_kind("vae"); }, {"kind", "\"vae\"", "\"conv-ae\""});
+  expect_refused([] { parse_activation("tanh"); }, {"activation", "\"tanh\"", "\"silu\""});
+  expect_refused([] { parse_head("softmax"); }, {"head", "\"softmax\"", "\"linear\""});
+  expect_refused([] { parse_upsample("nearest"); }, {"upsample", "\"nearest\"", "\"bilinear\""});
+  for (ArchKind k : {ArchKind::kUNet, ArchKind::kConvAE}) EXPECT_EQ(parse_arch_kind(name_of(k)), k);
+  for (Activation a : {Activation::kRelu, Activation::kLeakyRelu, Activation::kSilu})
+    EXPECT_EQ(parse_activation(name_of(a)), a);
+  for (Head h : {Head::kResidual, Head::kSigmoid, Head::kLinear}) EXPECT_EQ(parse_head(name_of(h)), h);
+  for (Upsample u : {Upsample::kTransposed, Upsample::kBilinear}) EXPECT_EQ(parse_upsample(name_of(u)), u);
+  EXPECT_STREQ(name_of(ArchKind::kConvAE), "conv-ae");
+  EXPECT_STREQ(name_of(Activation::kLeakyRelu), "leaky_relu");
 }
 
 TEST(ArchSpecTest, ValidationAcceptsEdgeCases) {
@@ -86,7 +108,7 @@ TEST(ArchSpecTest, ValidationAcceptsEdgeCases) {
   EXPECT_NO_THROW(validate(spec));
   spec.widths = {5};  // depth 0
   EXPECT_NO_THROW(validate(spec));
-  spec.head = "linear";
+  spec.head = Head::kLinear;
   spec.in_channels = 1;
   spec.out_channels = 3;  // non-residual heads may change the channel count
   EXPECT_NO_THROW(validate(spec));
@@ -94,27 +116,27 @@ TEST(ArchSpecTest, ValidationAcceptsEdgeCases) {
 
 TEST(ArchSpecTest, JsonRoundTripKeepsEveryField) {
   ArchSpec spec;
-  spec.kind = "conv-ae";
+  spec.kind = ArchKind::kConvAE;
   spec.in_channels = 3;
   spec.out_channels = 1;
   spec.widths = {7, 9, 11, 13};
   spec.convs_per_level = 3;
   spec.bottleneck_channels = 5;
-  spec.activation = "silu";
-  spec.head = "linear";
-  spec.upsample = "bilinear";
+  spec.activation = Activation::kSilu;
+  spec.head = Head::kLinear;
+  spec.upsample = Upsample::kBilinear;
   const std::string text = to_json(spec);
   EXPECT_NE(text.find("\"depth\":3"), std::string::npos) << text;
   const ArchSpec back = arch_spec_from_json(text);
-  EXPECT_EQ(back.kind, "conv-ae");
+  EXPECT_EQ(back.kind, ArchKind::kConvAE);
   EXPECT_EQ(back.in_channels, 3);
   EXPECT_EQ(back.out_channels, 1);
   EXPECT_EQ(back.widths, (std::vector<int>{7, 9, 11, 13}));
   EXPECT_EQ(back.convs_per_level, 3);
   EXPECT_EQ(back.bottleneck_channels, 5);
-  EXPECT_EQ(back.activation, "silu");
-  EXPECT_EQ(back.head, "linear");
-  EXPECT_EQ(back.upsample, "bilinear");
+  EXPECT_EQ(back.activation, Activation::kSilu);
+  EXPECT_EQ(back.head, Head::kLinear);
+  EXPECT_EQ(back.upsample, Upsample::kBilinear);
   EXPECT_EQ(to_json(back), text);
 }
 
@@ -127,12 +149,12 @@ TEST(ArchSpecTest, JsonUsesFieldNamesInDeclarationOrder) {
 
 TEST(ArchSpecTest, JsonMissingFieldsTakeDefaults) {
   const ArchSpec spec = arch_spec_from_json("{\"widths\": [4, 8], \"activation\": \"leaky_relu\"}");
-  EXPECT_EQ(spec.kind, "unet");
+  EXPECT_EQ(spec.kind, ArchKind::kUNet);
   EXPECT_EQ(spec.in_channels, 1);
   EXPECT_EQ(spec.widths, (std::vector<int>{4, 8}));
   EXPECT_EQ(spec.convs_per_level, 2);
-  EXPECT_EQ(spec.activation, "leaky_relu");
-  EXPECT_EQ(spec.head, "residual");
+  EXPECT_EQ(spec.activation, Activation::kLeakyRelu);
+  EXPECT_EQ(spec.head, Head::kResidual);
   EXPECT_EQ(arch_spec_from_json("{}").widths, ArchSpec().widths);
 }
 
@@ -168,12 +190,12 @@ TEST(ArchSpecTest, PresetsAreValidAndSetChannels) {
   EXPECT_EQ(preset_arch("unet-s", 1).widths, (std::vector<int>{16, 32, 64, 128}));
   EXPECT_EQ(preset_arch("unet-m", 1).widths, (std::vector<int>{32, 64, 128}));
   EXPECT_EQ(preset_arch("unet-l", 1).widths, (std::vector<int>{32, 64, 128, 256}));
-  EXPECT_EQ(preset_arch("unet-l", 1).head, "residual");
+  EXPECT_EQ(preset_arch("unet-l", 1).head, Head::kResidual);
   const ArchSpec ae = preset_arch("conv-ae", 3);
-  EXPECT_EQ(ae.kind, "conv-ae");
+  EXPECT_EQ(ae.kind, ArchKind::kConvAE);
   EXPECT_EQ(ae.widths, (std::vector<int>{32, 64, 128}));
   EXPECT_EQ(ae.bottleneck_channels, 16);
-  EXPECT_EQ(ae.head, "sigmoid");
+  EXPECT_EQ(ae.head, Head::kSigmoid);
 }
 
 TEST(ArchSpecTest, UnknownPresetListsKnownNames) {

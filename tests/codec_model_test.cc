@@ -39,8 +39,8 @@ TrainOptions tiny_run(const TempDir& dir, const std::string& out) {
   o.val_dir = dir / "val";
   o.out_dir = dir / out;
   o.arch.in_channels = o.arch.out_channels = 3;
-  o.patch = 32;
-  o.batch = 4;
+  o.patches.patch = 32;
+  o.patches.batch = 4;
   o.iterations = 24;
   o.lr = 5e-3;
   o.lr_min = 1e-4;
@@ -266,7 +266,7 @@ TEST(CodecTrainConfig, OldConfigsLoadAsDenoiseAndCodecFieldsRoundTrip) {
   o.codec_n = 32;
   o.codec_m = 40;
   o.codec_activation = "gdn";
-  o.patch = 64;
+  o.patches.patch = 64;
   validate(o);
   const TrainOptions back = train_options_from_json(to_json(o), TrainOptions(), "test");
   EXPECT_EQ(back.task, "compress");
@@ -274,7 +274,7 @@ TEST(CodecTrainConfig, OldConfigsLoadAsDenoiseAndCodecFieldsRoundTrip) {
   EXPECT_EQ(back.codec_m, 40);
   EXPECT_EQ(back.codec_activation, "gdn");
   TrainOptions bad = o;
-  bad.patch = 40;
+  bad.patches.patch = 40;
   EXPECT_THROW(validate(bad), UsageError);
   bad = o;
   bad.lambdas = {0.01, -1};

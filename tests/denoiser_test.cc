@@ -31,7 +31,7 @@ std::string untrained_model(const TempDir& dir, int channels = 3) {
   ArchSpec spec;
   spec.in_channels = spec.out_channels = channels;
   spec.widths = {8, 16};
-  spec.head = "linear";
+  spec.head = Head::kLinear;
   torch::manual_seed(3);
   Autoencoder model = make_model(spec);
   CheckpointInfo info;

@@ -30,7 +30,7 @@ namespace {
 std::string tiny_model(const TempDir& dir) {
   ArchSpec spec;
   spec.widths = {8, 16};
-  spec.head = "linear";
+  spec.head = Head::kLinear;
   torch::manual_seed(5);
   Autoencoder model = make_model(spec);
   CheckpointInfo info;

@@ -44,16 +44,16 @@ struct Combo {
 // fails on shapes.
 ArchSpec spec_of(const Combo& c) {
   ArchSpec s;
-  s.kind = c.kind;
+  s.kind = parse_arch_kind(c.kind);
   s.in_channels = c.channels;
   s.out_channels = c.channels;
   const std::vector<int> widths = {4, 6, 8, 10, 12};
   s.widths.assign(widths.begin(), widths.begin() + c.depth + 1);
   s.convs_per_level = c.convs;
   s.bottleneck_channels = c.squeeze ? 3 : 0;
-  s.activation = c.activation;
-  s.head = c.head;
-  s.upsample = c.upsample;
+  s.activation = parse_activation(c.activation);
+  s.head = parse_head(c.head);
+  s.upsample = parse_upsample(c.upsample);
   validate(s);
   return s;
 }

@@ -17,7 +17,7 @@ int unet_radius(const ArchSpec& spec) {
   int radius = convs;
   for (int l = 1; l <= spec.depth(); ++l) radius += (1 << (l - 1)) + (convs - 1) * (1 << l);
   for (int l = spec.depth(); l >= 1; --l)
-    radius += (1 << l) + (convs + (spec.upsample == "bilinear" ? 1 : 0)) * (1 << (l - 1));
+    radius += (1 << l) + (convs + (spec.upsample == Upsample::kBilinear ? 1 : 0)) * (1 << (l - 1));
   return radius + 1;
 }
 
@@ -26,7 +26,7 @@ TEST(LayerPlan, RadiusAndMacsMatchTheShippedNetworks) {
     for (int channels : {1, 3}) {
       ArchSpec spec = preset_arch(name, channels);
       EXPECT_EQ(make_plan(spec).receptive_radius(), unet_radius(spec)) << name;
-      spec.upsample = "bilinear";
+      spec.upsample = Upsample::kBilinear;
       EXPECT_EQ(make_plan(spec).receptive_radius(), unet_radius(spec)) << name << " bilinear";
     }
   }
@@ -42,7 +42,7 @@ TEST(LayerPlan, TheNetworkIsBuiltFromThePlanLayerForLayer) {
   for (const std::string& kind : {"unet", "conv-ae"}) {
     for (const std::string& upsample : {"transposed", "bilinear"}) {
       ArchSpec spec = preset_arch(kind == "unet" ? "unet-m" : "conv-ae", 3);
-      spec.upsample = upsample;
+      spec.upsample = parse_upsample(upsample);
       const LayerPlan plan = make_plan(spec);
       Autoencoder model = make_model(spec);
       EXPECT_DOUBLE_EQ(model->macs_per_pixel(), plan.macs_per_pixel());
@@ -71,16 +71,18 @@ TEST(LayerPlan, TheNetworkIsBuiltFromThePlanLayerForLayer) {
   EXPECT_LT(make_plan(ae).receptive_radius(), make_plan(unet).receptive_radius());
 }
 
-TEST(LayerPlan, TypedFormsOfTheSpecStrings) {
+TEST(LayerPlan, CarriesTheSpecsKinds) {
   ArchSpec spec;
-  spec.activation = "silu";
-  spec.head = "sigmoid";
-  spec.upsample = "bilinear";
-  spec.kind = "conv-ae";
-  EXPECT_EQ(activation_of(spec), Activation::kSilu);
-  EXPECT_EQ(head_of(spec), Head::kSigmoid);
-  EXPECT_EQ(upsample_of(spec), Upsample::kBilinear);
-  EXPECT_EQ(arch_kind(spec), ArchKind::kConvAE);
+  spec.activation = Activation::kSilu;
+  spec.head = Head::kSigmoid;
+  spec.upsample = Upsample::kBilinear;
+  spec.kind = ArchKind::kConvAE;
+  spec.bottleneck_channels = 4;
+  const LayerPlan plan = make_plan(spec);
+  EXPECT_EQ(plan.activation, Activation::kSilu);
+  EXPECT_EQ(plan.head_kind, Head::kSigmoid);
+  EXPECT_EQ(plan.upsample, Upsample::kBilinear);
+  EXPECT_EQ(plan.kind, ArchKind::kConvAE);
 }
 
 }  // namespace

@@ -23,8 +23,8 @@ TrainOptions options_for(const std::vector<int>& widths, int batch, int patch) {
   o.data_dir = "d";
   o.out_dir = "o";
   o.arch.widths = widths;
-  o.batch = batch;
-  o.patch = patch;
+  o.patches.batch = batch;
+  o.patches.patch = patch;
   return o;
 }
 }  // namespace
@@ -62,7 +62,7 @@ TEST(MemoryEstimate, GrowsWithBatchAndPatchAndCountsParameters) {
   // 16 bytes a parameter (weights, gradients, Adam's two moments), counted as the modules hold them.
   for (const char* upsample : {"transposed", "bilinear"}) {
     TrainOptions o = options_for({32, 64, 128}, 8, 64);
-    o.arch.upsample = upsample;
+    o.arch.upsample = parse_upsample(upsample);
     int64_t parameters = 0;
     for (const auto& p : make_model(o.arch)->parameters()) parameters += p.numel();
     EXPECT_EQ(estimate_training_memory(o).parameters, 16 * parameters) << upsample;

@@ -17,12 +17,12 @@ namespace {
 
 ArchSpec tiny_spec(const std::string& kind, int depth) {
   ArchSpec spec;
-  spec.kind = kind;
+  spec.kind = parse_arch_kind(kind);
   spec.widths.assign(depth + 1, 4);
   for (int l = 0; l <= depth; ++l) spec.widths[l] = 3 + l;  // distinct widths catch mix-ups
   if (kind == "conv-ae") {
     spec.bottleneck_channels = 2;
-    spec.head = "sigmoid";
+    spec.head = Head::kSigmoid;
   }
   return spec;
 }
@@ -42,8 +42,8 @@ TEST(ModelsTest, OutputShapeMatchesInputForEveryVariant) {
         for (int channels : {1, 3}) {
           for (int depth = 1; depth <= 4; ++depth) {
             ArchSpec spec = tiny_spec(kind, depth);
-            spec.head = head;
-            spec.upsample = upsample;
+            spec.head = parse_head(head);
+            spec.upsample = parse_upsample(upsample);
             spec.in_channels = spec.out_channels = channels;
             spec.convs_per_level = 1 + depth % 2;
             if (kind == "unet" && depth == 3) spec.bottleneck_channels = 2;  // with a squeeze
@@ -79,7 +79,7 @@ TEST(ModelsTest, DepthZeroAndSixAndChannelChange) {
   spec = tiny_spec("conv-ae", 2);
   spec.in_channels = 3;
   spec.out_channels = 1;
-  spec.head = "linear";
+  spec.head = Head::kLinear;
   EXPECT_EQ(shape(make_model(spec)->forward(torch::rand({2, 3, 9, 10}))),
             (std::vector<int64_t>{2, 1, 9, 10}));
 }
@@ -89,7 +89,7 @@ TEST(ModelsTest, RejectsWrongInput) {
   EXPECT_THROW(model->forward(torch::rand({1, 3, 8, 8})), Error);
   EXPECT_THROW(model->forward(torch::rand({1, 8, 8})), Error);
   ArchSpec bad = tiny_spec("unet", 1);
-  bad.activation = "gelu";
+  bad.widths = {};
   EXPECT_THROW(make_model(bad), UsageError);
 }
 
@@ -150,9 +150,9 @@ TEST(ModelsTest, ParameterCountMatchesHandComputation) {
   EXPECT_EQ(parameter_count(*make_model(hand_spec())), unet);
 
   ArchSpec ae = hand_spec();
-  ae.kind = "conv-ae";
+  ae.kind = ArchKind::kConvAE;
   ae.bottleneck_channels = 2;
-  ae.head = "sigmoid";
+  ae.head = Head::kSigmoid;
   const int64_t conv_ae = (1 * 4 * 9 + 4)     // enc0_conv0
                           + (4 * 8 * 9 + 8)   // down1
                           + (8 * 8 * 9 + 8)   // enc1_conv0
@@ -164,7 +164,7 @@ TEST(ModelsTest, ParameterCountMatchesHandComputation) {
   EXPECT_EQ(parameter_count(*make_model(ae)), conv_ae);
 
   ArchSpec bilinear = hand_spec();
-  bilinear.upsample = "bilinear";
+  bilinear.upsample = Upsample::kBilinear;
   EXPECT_EQ(parameter_count(*make_model(bilinear)), unet - (8 * 4 * 4 + 4) + (8 * 4 * 9 + 4));
 }
 
@@ -179,13 +179,13 @@ TEST(ModelsTest, MacsPerPixelMatchHandComputation) {
   EXPECT_DOUBLE_EQ(make_model(hand_spec())->macs_per_pixel(), unet);
 
   ArchSpec bilinear = hand_spec();
-  bilinear.upsample = "bilinear";
+  bilinear.upsample = Upsample::kBilinear;
   EXPECT_DOUBLE_EQ(make_model(bilinear)->macs_per_pixel(), unet - 8 * 4 + 8 * 4 * 9);
 
   ArchSpec ae = hand_spec();
-  ae.kind = "conv-ae";
+  ae.kind = ArchKind::kConvAE;
   ae.bottleneck_channels = 2;
-  ae.head = "sigmoid";
+  ae.head = Head::kSigmoid;
   const double conv_ae = 1 * 4 * 9 + 4 * 8 * 9 / 4.0 + 8 * 8 * 9 / 4.0  // encoder
                          + 8 * 2 / 4.0 + 2 * 8 / 4.0                    // squeeze, expand
                          + 8 * 4 + 4 * 4 * 9 + 4 * 1 * 9;               // decoder, head
@@ -261,7 +261,7 @@ struct Bf16Bound {
 
 Bf16Bound bf16_bound(const ArchSpec& spec, Autoencoder& model, const torch::Tensor& x) {
   ArchSpec linear = spec;
-  linear.head = "linear";
+  linear.head = Head::kLinear;
   Autoencoder magnitude = make_model(linear);
   torch::NoGradGuard no_grad;
   int64_t convolutions = 0;
@@ -302,7 +302,7 @@ TEST(ModelsTest, Bf16ComputeIsCloseToFloatAndKeepsFloatParameters) {
     for (const std::string head : {"residual", "linear"}) {
       if (kind == "conv-ae" && head == "residual") continue;  // not a valid spec
       ArchSpec spec = tiny_spec(kind, 2);
-      spec.head = head;
+      spec.head = parse_head(head);
       spec.in_channels = spec.out_channels = 3;
       for (int& w : spec.widths) w *= 4;
       Autoencoder model = make_model(spec);
@@ -355,7 +355,7 @@ TEST(ModelsTest, ResidualHeadStartsNearIdentity) {
     EXPECT_LT(mean_abs, 0.02) << preset;  // measured 0.002 (unet-s), 0.004 (unet-m)
     // The linear head built from the same seed is not near the identity: the scaling matters.
     torch::manual_seed(3);
-    spec.head = "linear";
+    spec.head = Head::kLinear;
     EXPECT_GT((make_model(spec)->forward(x) - x).abs().mean().item<double>(), 5 * mean_abs);
   }
 }

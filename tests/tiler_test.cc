@@ -20,14 +20,14 @@ ArchSpec small_arch(int channels, std::vector<int> widths, const std::string& he
   ArchSpec spec;
   spec.in_channels = spec.out_channels = channels;
   spec.widths = std::move(widths);
-  spec.head = head;
-  spec.upsample = upsample;
+  spec.head = parse_head(head);
+  spec.upsample = parse_upsample(upsample);
   return spec;
 }
 
 ArchSpec conv_ae_arch(int channels, std::vector<int> widths) {
   ArchSpec spec = small_arch(channels, std::move(widths), "linear");
-  spec.kind = "conv-ae";
+  spec.kind = ArchKind::kConvAE;
   spec.bottleneck_channels = 4;
   return spec;
 }

@@ -25,8 +25,8 @@ TEST(TrainConfig, JsonRoundTripKeepsEveryField) {
   o.val_dir = "val";
   o.noise = "gaussian:0-55";
   o.val_noise = "gaussian:25";
-  o.patch = 96;
-  o.batch = 8;
+  o.patches.patch = 96;
+  o.patches.batch = 8;
   o.iterations = 1234;
   o.lr = 2e-4;
   o.lr_min = 1e-6;
@@ -35,7 +35,7 @@ TEST(TrainConfig, JsonRoundTripKeepsEveryField) {
   o.step_gamma = 0.25;
   o.loss = "l1";
   o.precision = "bf16";
-  o.augment = false;
+  o.patches.augment = false;
   o.val_every = 7;
   o.checkpoint_every = 9;
   o.log_every = 3;
@@ -54,11 +54,11 @@ TEST(TrainConfig, JsonRoundTripKeepsEveryField) {
 
 TEST(TrainConfig, PartialConfigKeepsBase) {
   TrainOptions base = valid_options();
-  base.batch = 4;
+  base.patches.batch = 4;
   const TrainOptions o = train_options_from_json(R"({"iters": 10, "lr": 0.01})", base, "cfg.json");
   EXPECT_EQ(o.iterations, 10);
   EXPECT_DOUBLE_EQ(o.lr, 0.01);
-  EXPECT_EQ(o.batch, 4);
+  EXPECT_EQ(o.patches.batch, 4);
   EXPECT_EQ(o.data_dir, "data");
   EXPECT_EQ(o.precision, "fp32");  // configs of runs from before --precision resume in fp32
 }
@@ -89,7 +89,7 @@ TEST(TrainConfig, ValidateNamesTheBadField) {
   o.data_dir.clear();
   expect_bad(o, "--data");
   o = valid_options();
-  o.patch = 50;  // not a multiple of 4 for the default depth-2 unet
+  o.patches.patch = 50;  // not a multiple of 4 for the default depth-2 unet
   expect_bad(o, "--patch");
   o = valid_options();
   o.lr_min = 1;
@@ -143,7 +143,7 @@ TEST(TrainConfig, ValidateRefusesAbsurdAndNonFiniteValuesNamingTheFlag) {
       {[](TrainOptions& o) { o.epochs = -1; }, "--epochs must be from 0 to"},
       {[](TrainOptions& o) { o.iterations = 0; }, "--iters must be from 1 to 1000000000, got 0"},
       {[](TrainOptions& o) { o.iterations = int64_t{1} << 40; }, "--iters must be from 1 to 1000000000"},
-      {[](TrainOptions& o) { o.patch = 1 << 20; }, "--patch must be from 8 to 4096, got 1048576"},
+      {[](TrainOptions& o) { o.patches.patch = 1 << 20; }, "--patch must be from 8 to 4096, got 1048576"},
       {[](TrainOptions& o) { o.step_gamma = 1e9; }, "--step-gamma must be > 0 and at most 1"},
       {[](TrainOptions& o) { o.step_size = 0; }, "--step-size must be from 1"},
       {[](TrainOptions& o) { o.val_every = -5; }, "--val-every must be from 1"},

@@ -229,8 +229,8 @@ TEST(Train, ConfigFileGivesOptionsAndFlagsOverride) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const TrainOptions resolved = train_options_from_json(read_file(dir / "run/config.json"), TrainOptions(), "config");
   EXPECT_EQ(resolved.iterations, 5);  // the flag wins
-  EXPECT_EQ(resolved.batch, 4);       // the file's value
-  EXPECT_EQ(resolved.patch, 32);
+  EXPECT_EQ(resolved.patches.batch, 4);       // the file's value
+  EXPECT_EQ(resolved.patches.patch, 32);
   EXPECT_EQ(resolved.loss, "l1");
   EXPECT_EQ(resolved.noise, "poisson:30");
   EXPECT_EQ(resolved.arch.widths, (std::vector<int>{8, 16}));

@@ -41,7 +41,7 @@ class ToyObjective final : public TrainingObjective {
     auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(options_.seed * 1000 + index));
     TrainBatch b;
     b.index = index;
-    b.noisy = torch::rand({options_.batch, 1, 2, 2}, gen);
+    b.noisy = torch::rand({options_.patches.batch, 1, 2, 2}, gen);
     b.clean = 2 * b.noisy;
     return b;
   }
@@ -116,7 +116,7 @@ TrainOptions toy_options(const fs::path& dir, const std::string& name) {
   o.data_dir = (dir / "unused-data");
   o.out_dir = (dir / name).string();
   o.iterations = 20;
-  o.batch = 4;
+  o.patches.batch = 4;
   o.lr = 0.05;
   o.log_every = 3;
   o.val_every = 5;

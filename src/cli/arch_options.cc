@@ -58,9 +58,9 @@ ArchSpec arch_from_options(const cxxopts::ParseResult& r) {
   if (r.count("widths")) spec.widths = parse_widths(r["widths"].as<std::string>());
   if (r.count("convs")) spec.convs_per_level = r["convs"].as<int>();
   if (r.count("bottleneck")) spec.bottleneck_channels = r["bottleneck"].as<int>();
-  if (r.count("activation")) spec.activation = r["activation"].as<std::string>();
-  if (r.count("head")) spec.head = r["head"].as<std::string>();
-  if (r.count("upsample")) spec.upsample = r["upsample"].as<std::string>();
+  if (r.count("activation")) spec.activation = parse_activation(r["activation"].as<std::string>());
+  if (r.count("head")) spec.head = parse_head(r["head"].as<std::string>());
+  if (r.count("upsample")) spec.upsample = parse_upsample(r["upsample"].as<std::string>());
   validate(spec);
   return spec;
 }

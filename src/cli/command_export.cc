@@ -44,7 +44,7 @@ Command export_command() {
     const ModelInfo& info = result.info;
     std::ostringstream psnr;
     if (std::isfinite(info.val_psnr)) psnr << ", best val PSNR " << std::fixed << std::setprecision(2) << info.val_psnr << " dB";
-    ctx.log.info("wrote ", options.output, ": ", info.arch.kind, " ", info.arch.in_channels, "->",
+    ctx.log.info("wrote ", options.output, ": ", name_of(info.arch.kind), " ", info.arch.in_channels, "->",
                  info.arch.out_channels, " channels, ", result.parameters, " parameters on ",
                  options.device.str(), ", trained ", info.iteration, " iterations on ",
                  info.noise.empty() ? "?" : info.noise, psnr.str(),

@@ -122,8 +122,8 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("out", t.out_dir);
   set("noise", t.noise);
   set("val-noise", t.val_noise);
-  set("patch", t.patch);
-  set("batch", t.batch);
+  set("patch", t.patches.patch);
+  set("batch", t.patches.batch);
   set("workers", t.loader_workers);
   set("max-pixels", t.max_pixels);
   set("iters", t.iterations);
@@ -149,7 +149,7 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("codec-n", t.codec_n);
   set("codec-m", t.codec_m);
   set("codec-activation", t.codec_activation);
-  if (r.count("no-augment")) t.augment = false;
+  if (r.count("no-augment")) t.patches.augment = false;
   if (arch_options_given(r)) t.arch = arch_from_options(r);
   return t;
 }

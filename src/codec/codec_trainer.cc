@@ -248,7 +248,7 @@ class CodecObjective final : public TrainingObjective {
       : options_(o), spec_(spec_of(o)), rates_(o.lambdas.size()), device_(runtime.device) {
     log.info("loading training images from ", o.data_dir);
     dataset_ = std::make_unique<PatchDataset>(PatchDataset::from_folder(
-        o.data_dir, "", spec_.channels, PatchOptions{o.patch, o.batch, o.augment}, log, o.max_pixels,
+        o.data_dir, "", spec_.channels, o.patches, log, o.max_pixels,
         &result->skipped_training));
     if (!o.val_dir.empty()) {
       auto set = load_validation_set(o.val_dir, spec_.channels, NoiseSpec{}, kValidationNoiseSeed, log, o.max_pixels,
@@ -275,18 +275,18 @@ class CodecObjective final : public TrainingObjective {
 
   torch::Tensor loss(const TrainBatch& batch, int64_t iteration) override {
     const torch::Tensor x = batch.clean.to(device_);
-    const torch::Tensor r = step_rates(iteration, options_.batch, rates_);
+    const torch::Tensor r = step_rates(iteration, options_.patches.batch, rates_);
     const CodecOutput out =
         model_->forward(x, model_->gains(r), model_->inverse_gains(r), step_generator(options_.seed, iteration));
     const torch::Tensor mse = (out.x_hat - x).pow(2).mean({1, 2, 3});
-    const int64_t patch_pixels = static_cast<int64_t>(options_.patch) * options_.patch;
+    const int64_t patch_pixels = static_cast<int64_t>(options_.patches.patch) * options_.patches.patch;
     const torch::Tensor bpp = bits_per_pixel(out.likelihoods, patch_pixels);
     const torch::Tensor per_patch = lambda_table_.index_select(0, r) * kPeak2 * mse + bpp;
     // Per rate: patches, loss, bpp and PSNR sums since the last metrics row.
     const auto pp = per_patch.detach().to(torch::kDouble).contiguous();
     const auto bb = bpp.detach().to(torch::kDouble).contiguous();
     const auto mm = mse.detach().to(torch::kDouble).contiguous();
-    for (int b = 0; b < options_.batch; ++b) {
+    for (int b = 0; b < options_.patches.batch; ++b) {
       double* w = &window_[4 * static_cast<size_t>(r[b].item<int64_t>())];
       w[0] += 1, w[1] += pp[b].item<double>(), w[2] += bb[b].item<double>();
       w[3] += 10 * std::log10(1.0 / std::max(mm[b].item<double>(), 1e-12));

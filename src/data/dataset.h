@@ -15,6 +15,7 @@
 #include "image/image_io.h"
 #include "util/log.h"
 #include "data/noise.h"
+#include "data/patch_options.h"
 
 namespace bottleneck {
 
@@ -23,12 +24,6 @@ struct TrainBatch {
   int64_t index = 0;    // step number the batch was made for
   torch::Tensor clean;  // B x C x P x P in [0,1]
   torch::Tensor noisy;  // same shape: synthetic noise, or the real noisy crop of a pair
-};
-
-struct PatchOptions {
-  int patch = 64;        // side of the square patches, pixels, >= 8
-  int batch = 16;        // patches per batch, >= 1
-  bool augment = true;   // random flips and 90-degree rotations (the 8 dihedral transforms)
 };
 
 // Random patches from images held in memory. A batch is a pure function of (seed, index): the

@@ -249,18 +249,18 @@ torch::jit::Module to_torchscript(const AutoencoderImpl& model, c10::Device devi
   for (const auto& [name, shape] : expected) {
     auto it = by_name.find(name);
     if (it == by_name.end())
-      throw Error("exporter: the generated " + spec.kind + " uses " + name +
+      throw Error("exporter: the generated " + std::string(name_of(spec.kind)) + " uses " + name +
                   ", which the network does not have (models.cc and exporter.cc disagree)");
     if (it->second.sizes().vec() != shape)
       throw Error("exporter: " + name + " has shape " + shape_text(it->second.sizes().vec()) +
-                  " in the network but " + shape_text(shape) + " in the generated " + spec.kind);
+                  " in the network but " + shape_text(shape) + " in the generated " + name_of(spec.kind));
   }
   for (const auto& [name, tensor] : params)
     if (!expected.count(name))
       throw Error("exporter: the network has a parameter " + name + " that the generated " +
-                  spec.kind + " does not use (models.cc and exporter.cc disagree)");
+                  name_of(spec.kind) + " does not use (models.cc and exporter.cc disagree)");
 
-  torch::jit::Module module(arch_kind(spec) == ArchKind::kUNet ? "__torch__.bottleneck.UNet"
+  torch::jit::Module module(spec.kind == ArchKind::kUNet ? "__torch__.bottleneck.UNet"
                                                 : "__torch__.bottleneck.ConvAE");
   // Python's nn.Module API (model.eval(), model.training) expects the attribute that scripted
   // Python modules carry; a module built in C++ has it only when registered.

@@ -1,7 +1,6 @@
 #include "nets/arch_spec.h"
 
 #include <climits>
-#include <initializer_list>
 
 #include <nlohmann/json.hpp>
 
@@ -33,14 +32,35 @@ std::string join(const std::vector<std::string>& items) {
 
 [[noreturn]] void invalid(const std::string& reason) { throw UsageError("arch spec", reason); }
 
-void check_one_of(const char* field, const std::string& value,
-                  std::initializer_list<const char*> allowed) {
+// One table per enum: its values in declaration order with their spellings.
+template <class E>
+struct Spelling {
+  E value;
+  const char* name;
+};
+constexpr Spelling<ArchKind> kKinds[] = {{ArchKind::kUNet, "unet"}, {ArchKind::kConvAE, "conv-ae"}};
+constexpr Spelling<Activation> kActivations[] = {
+    {Activation::kRelu, "relu"}, {Activation::kLeakyRelu, "leaky_relu"}, {Activation::kSilu, "silu"}};
+constexpr Spelling<Head> kHeads[] = {
+    {Head::kResidual, "residual"}, {Head::kSigmoid, "sigmoid"}, {Head::kLinear, "linear"}};
+constexpr Spelling<Upsample> kUpsamples[] = {{Upsample::kTransposed, "transposed"},
+                                             {Upsample::kBilinear, "bilinear"}};
+
+template <class E, size_t N>
+const char* spelling(const Spelling<E> (&table)[N], E value) {
+  for (const auto& s : table)
+    if (s.value == value) return s.name;
+  return "?";  // only a value cast from an out-of-range integer
+}
+
+template <class E, size_t N>
+E parse_one_of(const char* field, const Spelling<E> (&table)[N], const std::string& text) {
   std::vector<std::string> names;
-  for (const char* a : allowed) {
-    if (value == a) return;
-    names.push_back(quoted(a));
+  for (const auto& s : table) {
+    if (text == s.name) return s.value;
+    names.push_back(quoted(s.name));
   }
-  invalid(std::string(field) + " must be one of " + join(names) + ", got " + quoted(value));
+  invalid(std::string(field) + " must be one of " + join(names) + ", got " + quoted(text));
 }
 
 [[noreturn]] void bad_json(const std::string& reason) { throw Error("arch spec", reason); }
@@ -62,10 +82,37 @@ std::string json_string(const Json& v, const std::string& field) {
   return v.get<std::string>();
 }
 
+// An unknown spelling inside a file is a broken file (Error), not a bad command line.
+template <class E>
+E json_enum(const Json& v, const std::string& field, E (*parse)(const std::string&)) {
+  const std::string text = json_string(v, field);
+  try {
+    return parse(text);
+  } catch (const UsageError& e) {
+    bad_json(e.reason());
+  }
+}
+
 }  // namespace
 
+const char* name_of(ArchKind kind) { return spelling(kKinds, kind); }
+const char* name_of(Activation activation) { return spelling(kActivations, activation); }
+const char* name_of(Head head) { return spelling(kHeads, head); }
+const char* name_of(Upsample upsample) { return spelling(kUpsamples, upsample); }
+ArchKind parse_arch_kind(const std::string& text) { return parse_one_of("kind", kKinds, text); }
+Activation parse_activation(const std::string& text) {
+  return parse_one_of("activation", kActivations, text);
+}
+Head parse_head(const std::string& text) { return parse_one_of("head", kHeads, text); }
+Upsample parse_upsample(const std::string& text) {
+  return parse_one_of("upsample", kUpsamples, text);
+}
+
 void validate(const ArchSpec& spec) {
-  check_one_of("kind", spec.kind, {"unet", "conv-ae"});
+  // The enums can only hold other values through a cast; the spellings catch those too.
+  for (const char* name : {name_of(spec.kind), name_of(spec.activation), name_of(spec.head),
+                           name_of(spec.upsample)})
+    if (std::string(name) == "?") invalid("an enum field holds an unknown value");
   if (spec.in_channels != 1 && spec.in_channels != 3)
     invalid("in_channels must be 1 or 3, got " + std::to_string(spec.in_channels));
   if (spec.out_channels != 1 && spec.out_channels != 3)
@@ -86,32 +133,29 @@ void validate(const ArchSpec& spec) {
   if (spec.bottleneck_channels < 0 || spec.bottleneck_channels > kMaxChannels)
     invalid("bottleneck_channels must be in 0.." + std::to_string(kMaxChannels) + ", got " +
             std::to_string(spec.bottleneck_channels));
-  if (spec.kind == "conv-ae" && spec.bottleneck_channels == 0)
+  if (spec.kind == ArchKind::kConvAE && spec.bottleneck_channels == 0)
     invalid("bottleneck_channels must be > 0 for kind \"conv-ae\", got 0");
-  check_one_of("activation", spec.activation, {"relu", "leaky_relu", "silu"});
-  check_one_of("head", spec.head, {"residual", "sigmoid", "linear"});
-  if (spec.head == "residual") {
-    if (spec.kind != "unet")
-      invalid("head \"residual\" needs kind \"unet\", got kind " + quoted(spec.kind));
+  if (spec.head == Head::kResidual) {
+    if (spec.kind != ArchKind::kUNet)
+      invalid("head \"residual\" needs kind \"unet\", got kind " + quoted(name_of(spec.kind)));
     if (spec.out_channels != spec.in_channels)
       invalid("head \"residual\" needs out_channels == in_channels, got out_channels " +
               std::to_string(spec.out_channels) + " and in_channels " +
               std::to_string(spec.in_channels));
   }
-  check_one_of("upsample", spec.upsample, {"transposed", "bilinear"});
 }
 
 std::string to_json(const ArchSpec& spec) {
   Json j;
-  j["kind"] = spec.kind;
+  j["kind"] = name_of(spec.kind);
   j["in_channels"] = spec.in_channels;
   j["out_channels"] = spec.out_channels;
   j["widths"] = spec.widths;
   j["convs_per_level"] = spec.convs_per_level;
   j["bottleneck_channels"] = spec.bottleneck_channels;
-  j["activation"] = spec.activation;
-  j["head"] = spec.head;
-  j["upsample"] = spec.upsample;
+  j["activation"] = name_of(spec.activation);
+  j["head"] = name_of(spec.head);
+  j["upsample"] = name_of(spec.upsample);
   j["depth"] = spec.depth();
   return j.dump();
 }
@@ -130,7 +174,7 @@ ArchSpec arch_spec_from_json(const std::string& json_text) {
   int depth = 0;
   for (const auto& [key, v] : j.items()) {
     if (key == "kind") {
-      spec.kind = json_string(v, key);
+      spec.kind = json_enum(v, key, parse_arch_kind);
     } else if (key == "in_channels") {
       spec.in_channels = json_int(v, key);
     } else if (key == "out_channels") {
@@ -145,11 +189,11 @@ ArchSpec arch_spec_from_json(const std::string& json_text) {
     } else if (key == "bottleneck_channels") {
       spec.bottleneck_channels = json_int(v, key);
     } else if (key == "activation") {
-      spec.activation = json_string(v, key);
+      spec.activation = json_enum(v, key, parse_activation);
     } else if (key == "head") {
-      spec.head = json_string(v, key);
+      spec.head = json_enum(v, key, parse_head);
     } else if (key == "upsample") {
-      spec.upsample = json_string(v, key);
+      spec.upsample = json_enum(v, key, parse_upsample);
     } else if (key == "depth") {
       depth = json_int(v, key);
       has_depth = true;
@@ -187,10 +231,10 @@ std::vector<Preset> presets() {
   ArchSpec unet_l;
   unet_l.widths = {32, 64, 128, 256};
   ArchSpec conv_ae;
-  conv_ae.kind = "conv-ae";
+  conv_ae.kind = ArchKind::kConvAE;
   conv_ae.widths = {32, 64, 128};
   conv_ae.bottleneck_channels = 16;
-  conv_ae.head = "sigmoid";
+  conv_ae.head = Head::kSigmoid;
   return {{"unet-s", unet_s}, {"unet-m", unet_m}, {"unet-l", unet_l}, {"conv-ae", conv_ae}};
 }
 

@@ -5,10 +5,27 @@
 
 namespace bottleneck {
 
+// The typed choices of a spec. Strings exist only at the edges (JSON, CLI, messages): name_of
+// gives the spelling, parse_* read it back.
+enum class ArchKind { kUNet, kConvAE };
+enum class Activation { kRelu, kLeakyRelu, kSilu };  // leaky_relu: PyTorch's slope 0.01
+enum class Head { kResidual, kSigmoid, kLinear };
+enum class Upsample { kTransposed, kBilinear };
+
+const char* name_of(ArchKind kind);              // "unet", "conv-ae"
+const char* name_of(Activation activation);      // "relu", "leaky_relu", "silu"
+const char* name_of(Head head);                  // "residual", "sigmoid", "linear"
+const char* name_of(Upsample upsample);          // "transposed", "bilinear"
+// Throw UsageError("arch spec", "<field> must be one of ..., got \"<text>\"").
+ArchKind parse_arch_kind(const std::string& text);
+Activation parse_activation(const std::string& text);
+Head parse_head(const std::string& text);
+Upsample parse_upsample(const std::string& text);
+
 // What network to build. Serialised as JSON inside checkpoints and exported models, so the
 // field names below are part of the file formats (docs/formats.md).
 struct ArchSpec {
-  std::string kind = "unet";        // "unet" (skips, the denoiser) or "conv-ae" (narrow bottleneck)
+  ArchKind kind = ArchKind::kUNet; // kUNet (skips, the denoiser) or kConvAE (narrow bottleneck)
   int in_channels = 1;              // 1 (gray) or 3 (RGB)
   int out_channels = 1;             // 1 or 3; a residual head needs out == in
   std::vector<int> widths = {32, 64, 128};  // channels per level, full resolution first;
@@ -17,12 +34,12 @@ struct ArchSpec {
   int bottleneck_channels = 0;      // channels of the code at the lowest level;
                                     // conv-ae: required > 0 (the narrow bottleneck);
                                     // unet: 0 = widths.back() (no extra squeeze)
-  std::string activation = "relu";  // "relu", "leaky_relu" or "silu"
-  std::string head = "residual";    // "residual": output = input - predicted noise (unet only);
-                                    // "sigmoid": output = sigmoid(last conv);
-                                    // "linear":  output = last conv
-  std::string upsample = "transposed";  // "transposed" (2x2 stride-2 transposed conv) or
-                                        // "bilinear" (bilinear 2x upsampling then 3x3 conv)
+  Activation activation = Activation::kRelu;
+  Head head = Head::kResidual;      // kResidual: output = input - predicted noise (unet only);
+                                    // kSigmoid: output = sigmoid(last conv);
+                                    // kLinear:  output = last conv
+  Upsample upsample = Upsample::kTransposed;  // kTransposed (2x2 stride-2 transposed conv) or
+                                              // kBilinear (bilinear 2x upsampling, 3x3 conv)
 
   int depth() const { return static_cast<int>(widths.size()) - 1; }
   // Inputs are padded to a multiple of this and cropped back.

@@ -4,24 +4,6 @@
 
 namespace bottleneck {
 
-ArchKind arch_kind(const ArchSpec& spec) { return spec.kind == "conv-ae" ? ArchKind::kConvAE : ArchKind::kUNet; }
-
-Activation activation_of(const ArchSpec& spec) {
-  if (spec.activation == "leaky_relu") return Activation::kLeakyRelu;
-  if (spec.activation == "silu") return Activation::kSilu;
-  return Activation::kRelu;
-}
-
-Head head_of(const ArchSpec& spec) {
-  if (spec.head == "residual") return Head::kResidual;
-  if (spec.head == "sigmoid") return Head::kSigmoid;
-  return Head::kLinear;
-}
-
-Upsample upsample_of(const ArchSpec& spec) {
-  return spec.upsample == "bilinear" ? Upsample::kBilinear : Upsample::kTransposed;
-}
-
 namespace {
 
 std::string name_at(const char* prefix, int level, const char* suffix, int index = -1) {
@@ -55,10 +37,10 @@ PlanStep skip(PlanStep::Op op, int index) {
 LayerPlan make_plan(const ArchSpec& spec) {
   validate(spec);
   LayerPlan plan;
-  plan.kind = arch_kind(spec);
-  plan.activation = activation_of(spec);
-  plan.head_kind = head_of(spec);
-  plan.upsample = upsample_of(spec);
+  plan.kind = spec.kind;
+  plan.activation = spec.activation;
+  plan.head_kind = spec.head;
+  plan.upsample = spec.upsample;
   const bool unet = plan.kind == ArchKind::kUNet;
   const std::vector<int>& w = spec.widths;
   const int depth = spec.depth();

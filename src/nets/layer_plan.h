@@ -24,17 +24,6 @@ namespace bottleneck {
 //   head           3x3 conv to the output channels
 // Every conv has a bias; there is no normalisation.
 
-enum class ArchKind { kUNet, kConvAE };
-enum class Activation { kRelu, kLeakyRelu, kSilu };  // leaky_relu: PyTorch's slope 0.01
-enum class Head { kResidual, kSigmoid, kLinear };
-enum class Upsample { kTransposed, kBilinear };
-
-// The typed forms of ArchSpec's strings (validated specs only: validate() refused the rest).
-ArchKind arch_kind(const ArchSpec& spec);
-Activation activation_of(const ArchSpec& spec);
-Head head_of(const ArchSpec& spec);
-Upsample upsample_of(const ArchSpec& spec);
-
 struct PlanStep {
   enum class Op {
     kConv,      // f = conv(f), k x k, padding k / 2

@@ -33,8 +33,8 @@ int64_t saturated(double bytes) {
 TrainingMemoryEstimate estimate_training_memory(const TrainOptions& o) {
   const LayerPlan plan = make_plan(o.arch);
   const double element = o.precision == "bf16" ? 2 : 4;  // the layers' compute type
-  const double n = o.batch;
-  const int64_t side = o.patch;  // a multiple of the network's size multiple: no padding
+  const double n = o.patches.batch;
+  const int64_t side = o.patches.patch;  // a multiple of the network's size multiple: no padding
   // Bytes of a tensor of `channels` at resolution level `level`, in the compute type.
   auto tensor = [&](double channels, int level) {
     const double s = static_cast<double>(side >> level);
@@ -114,8 +114,8 @@ void refuse_training_that_cannot_fit(const TrainOptions& o, int64_t available_by
   if (o.task != "denoise" || available_bytes <= 0) return;
   const TrainingMemoryEstimate e = estimate_training_memory(o);
   if (e.total() <= available_bytes) return;
-  throw UsageError("a training step of " + std::to_string(o.batch) + " patches of " + std::to_string(o.patch) +
-                   " x " + std::to_string(o.patch) + " needs about " + memory_text(e.total()) + " (activations " +
+  throw UsageError("a training step of " + std::to_string(o.patches.batch) + " patches of " + std::to_string(o.patches.patch) +
+                   " x " + std::to_string(o.patches.patch) + " needs about " + memory_text(e.total()) + " (activations " +
                    memory_text(e.activations) + ", parameters and Adam " + memory_text(e.parameters) + ", batches " +
                    memory_text(e.batches) + ", runtime " + memory_text(e.runtime) + ") but only " +
                    memory_text(available_bytes) +

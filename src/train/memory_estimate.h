@@ -18,7 +18,7 @@ struct TrainingMemoryEstimate {
   int64_t total() const { return parameters + activations + batches + runtime; }
 };
 
-// The estimate for options.arch, options.batch patches of options.patch^2 pixels, in
+// The estimate for options.arch, options.patches.batch patches of options.patches.patch^2 pixels, in
 // options.precision. Not counted: the training images held by the dataset and the validation
 // pass (whole images, without gradients), both outside the step.
 TrainingMemoryEstimate estimate_training_memory(const TrainOptions& options);

@@ -58,8 +58,8 @@ void check_fields(const TrainOptions& o, Report&& report) {
   report("task", o.task == "denoise" || o.task == "compress" ? "" : "must be denoise or compress, got " + o.task);
   report("noise", noise_problem(o.noise));
   report("val_noise", noise_problem(o.val_noise));
-  report("patch", outside(o.patch, 8, kMaxPatch));
-  report("batch", outside(o.batch, 1, std::numeric_limits<int>::max()));
+  report("patch", outside(o.patches.patch, 8, kMaxPatch));
+  report("batch", outside(o.patches.batch, 1, std::numeric_limits<int>::max()));
   report("iters", outside<int64_t>(o.iterations, 1, kMaxSteps));
   report("epochs", outside(o.epochs, 0.0, kMaxEpochs));
   report("lr", o.lr > 0 && o.lr <= 1 ? "" : "must be > 0 and at most 1, got " + number_text(o.lr));
@@ -111,15 +111,15 @@ void validate(const TrainOptions& o) {
   if (o.task == "compress") {
     if (!o.pairs_dir.empty() || !o.val_pairs_dir.empty()) fail("--pairs and --val-pairs are for --task denoise");
     if (!o.init.empty()) fail("--init is for --task denoise");
-    if (o.patch < 16 || o.patch % 16 != 0)
-      fail("--patch " + std::to_string(o.patch) + " must be a multiple of 16 (the codec's downsampling)");
+    if (o.patches.patch < 16 || o.patches.patch % 16 != 0)
+      fail("--patch " + std::to_string(o.patches.patch) + " must be a multiple of 16 (the codec's downsampling)");
   }
   if (o.arch.in_channels != o.arch.out_channels)
     fail("a denoiser needs as many output channels as input channels");
   if (o.pairs_dir.empty() && o.noise.empty()) fail("--noise is required without --pairs");
   if (!o.val_pairs_dir.empty() && o.val_dir.empty()) fail("--val-pairs needs --val (the clean images of the pairs)");
-  if (o.task == "denoise" && o.patch % o.arch.size_multiple() != 0)
-    fail("--patch " + std::to_string(o.patch) + " must be a multiple of " +
+  if (o.task == "denoise" && o.patches.patch % o.arch.size_multiple() != 0)
+    fail("--patch " + std::to_string(o.patches.patch) + " must be a multiple of " +
          std::to_string(o.arch.size_multiple()) + " (2^depth of the network)");
   if (o.lr_min > o.lr) fail("--lr-min " + number_text(o.lr_min) + " is above --lr " + number_text(o.lr));
 }
@@ -136,8 +136,8 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("out", o.out_dir);
   v("noise", o.noise);
   v("val_noise", o.val_noise);
-  v("patch", o.patch);
-  v("batch", o.batch);
+  v("patch", o.patches.patch);
+  v("batch", o.patches.batch);
   v("iters", o.iterations);
   v("epochs", o.epochs);
   v("lr", o.lr);
@@ -147,7 +147,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("step_gamma", o.step_gamma);
   v("loss", o.loss);
   v("precision", o.precision);
-  v("augment", o.augment);
+  v("augment", o.patches.augment);
   v("val_every", o.val_every);
   v("checkpoint_every", o.checkpoint_every);
   v("log_every", o.log_every);

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "data/patch_options.h"
 #include "nets/arch_spec.h"
 #include "image/image_io.h"
 
@@ -27,8 +28,7 @@ struct TrainOptions {
   ArchSpec arch;                 // network; its channels are the images' channels (1 or 3)
   std::string noise = "gaussian:25";  // training noise (noise.h syntax); ranges = blind training
   std::string val_noise;         // validation noise; empty = same as `noise`
-  int patch = 64;                // training patch side, pixels, >= 8
-  int batch = 16;                // patches per step, >= 1
+  PatchOptions patches;          // patch side (>= 8), patches per step (>= 1), augmentation
   int64_t iterations = 5000;     // total optimisation steps of the run, > 0
   double epochs = 0;             // if > 0, sets iterations so that the run's patches cover the
                                  // training pixels this many times: ceil(epochs x pixels /
@@ -42,7 +42,6 @@ struct TrainOptions {
   std::string precision = "fp32";  // "fp32", or "bf16": the layers compute in bfloat16 while the
                                  // weights and Adam stay float32 (about 2x the steps per second
                                  // on CPUs with AVX512-BF16)
-  bool augment = true;           // random flips and 90-degree rotations of patches
   int64_t val_every = 500;       // validate (and write curves, samples, best) every N steps
   int64_t checkpoint_every = 500;  // write `last` every N steps (and at the end / on a signal)
   int64_t log_every = 50;        // append the running loss to metrics.csv every N steps

@@ -48,7 +48,7 @@ class DenoiseObjective final : public TrainingObjective {
     log.info("loading training images from ", o.data_dir,
              o.pairs_dir.empty() ? "" : " (noisy partners from " + o.pairs_dir + ")");
     dataset_ = std::make_unique<PatchDataset>(PatchDataset::from_folder(
-        o.data_dir, o.pairs_dir, channels, PatchOptions{o.patch, o.batch, o.augment}, log, o.max_pixels,
+        o.data_dir, o.pairs_dir, channels, o.patches, log, o.max_pixels,
         &skipped_training));
     std::vector<ValidationImage> val_images;
     if (!o.val_dir.empty()) {
@@ -65,7 +65,7 @@ class DenoiseObjective final : public TrainingObjective {
     // Before the run seeds torch: the probe's own networks draw from the global generator.
     const c10::ScalarType dtype = o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat;
     const TrainingLayout layout = choose_training_layout(control.layout, runtime.device.is_cpu(), o.arch, dtype,
-                                                         o.batch, o.patch, runtime.threads, run.path("layout.json"));
+                                                         o.patches.batch, o.patches.patch, runtime.threads, run.path("layout.json"));
     if (layout.nchw_patches_per_s > 0)
       log.info("layout: ", layout.channels_last ? "channels-last" : "NCHW", " (", layout.how, ": NCHW ",
                fixed(layout.nchw_patches_per_s, 1), ", channels-last ", fixed(layout.channels_last_patches_per_s, 1),
@@ -84,7 +84,7 @@ class DenoiseObjective final : public TrainingObjective {
 
   torch::nn::Module& module() override { return *model_; }
   std::string describe() const override {
-    return options_.arch.kind + " (" + std::to_string(parameter_count(*model_)) + " parameters, " +
+    return name_of(options_.arch.kind) + std::string(" (") + std::to_string(parameter_count(*model_)) + " parameters, " +
            fixed(2 * model_->macs_per_pixel() / 1e3, 1) + " kFLOP/pixel) on " + std::to_string(dataset_->size()) +
            " images";
   }

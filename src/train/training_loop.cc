@@ -62,9 +62,9 @@ void require_same_run(const TrainOptions& now, const std::string& checkpoint_con
       {"noisy partners", folder(now.pairs_dir), folder(then.pairs_dir)},
       {"noise", now.pairs_dir.empty() ? now.noise : "", then.pairs_dir.empty() ? then.noise : ""},
       {"seed", std::to_string(now.seed), std::to_string(then.seed)},
-      {"patch", std::to_string(now.patch), std::to_string(then.patch)},
-      {"batch", std::to_string(now.batch), std::to_string(then.batch)},
-      {"augment", std::to_string(now.augment), std::to_string(then.augment)},
+      {"patch", std::to_string(now.patches.patch), std::to_string(then.patches.patch)},
+      {"batch", std::to_string(now.patches.batch), std::to_string(then.patches.batch)},
+      {"augment", std::to_string(now.patches.augment), std::to_string(then.patches.augment)},
       {"loss", now.loss, then.loss},
       {"precision", now.precision, then.precision},
       {"lambdas", lambdas_now.str(), lambdas_then.str()},
@@ -99,7 +99,7 @@ LoopResult run_training(TrainOptions options, const TrainControl& control, const
   std::unique_ptr<TrainingObjective> objective = make_objective(run);
   TrainingObjective& task = *objective;
   if (options.epochs > 0) {
-    const double patch_pixels = static_cast<double>(options.batch) * options.patch * options.patch;
+    const double patch_pixels = static_cast<double>(options.patches.batch) * options.patches.patch * options.patches.patch;
     options.iterations =
         std::max<int64_t>(1, static_cast<int64_t>(std::ceil(options.epochs * task.training_pixels() / patch_pixels)));
     log.info(options.epochs, " epochs = ", options.iterations, " iterations");
@@ -185,7 +185,7 @@ LoopResult run_training(TrainOptions options, const TrainControl& control, const
     ++state.loss_count;
     const int64_t it = state.iteration;
 
-    const double patches_per_s = progress.rate() * options.batch;
+    const double patches_per_s = progress.rate() * options.patches.batch;
     const bool validate_now = task.can_validate() && (it % options.val_every == 0 || it == options.iterations);
     if (it % options.log_every == 0 || validate_now || it == options.iterations) {
       std::vector<double> row = {static_cast<double>(it), learning_rate(options, it - 1),
@@ -232,7 +232,7 @@ LoopResult run_training(TrainOptions options, const TrainControl& control, const
   result.finished = state.iteration >= options.iterations;
   result.best = state.best;
   result.seconds = seconds;
-  result.patches_per_second = seconds > 0 ? static_cast<double>(steps_this_run * options.batch) / seconds : 0;
+  result.patches_per_second = seconds > 0 ? static_cast<double>(steps_this_run * options.patches.batch) / seconds : 0;
   if (objective_out) *objective_out = std::move(objective);
   return result;
 }

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
     ArchSpec spec;
     spec.kind = kind;
     spec.widths = {4, 8};
-    if (spec.kind == "conv-ae") spec.bottleneck_channels = 2, spec.head = "sigmoid";
+    if (spec.kind == "conv-ae") spec.bottleneck_channels = 2, spec.head = Head::kSigmoid;
     CheckpointInfo info;
     info.arch = spec;
     info.noise = "gaussian:25";
