@@ -50,6 +50,10 @@ Command info_command();
 Command train_command();
 Command compress_command();
 Command decompress_command();
+Command score_command();
+Command calibrate_command();
+Command encode_command();
+Command decode_command();
 
 // Helpers for command implementations.
 template <typename T>

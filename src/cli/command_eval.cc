@@ -5,6 +5,7 @@
 #include "cli/command.h"
 #include "cli/common_options.h"
 #include "util/error.h"
+#include "anomaly/anomaly_jobs.h"
 #include "denoise/evaluator.h"
 #include "image/image_io.h"
 #include "util/progress.h"
@@ -30,9 +31,52 @@ void add_eval_options(cxxopts::Options& o) {
       ("max-images", "evaluate the first N images only (default all)", cxxopts::value<int>())
       ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
   add_inference_options(o);
+  o.add_options("Anomaly detection (--task anomaly)")
+      ("task", "denoise (default) or anomaly: image AUROC of a reconstruction model's scores and, with --masks, "
+               "pixel AUROC and PRO", cxxopts::value<std::string>())
+      ("normal", "folder of normal test images (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("anomalous", "folder of anomalous test images, one category each (repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+      ("masks", "folder of ground-truth masks: CATEGORY/STEM_mask.png (MVTec AD's layout) or STEM.png",
+       cxxopts::value<std::string>());
+}
+
+// eval --task anomaly: flags -> AnomalyEvalOptions -> evaluate_anomaly.
+int run_anomaly_eval(const cxxopts::ParseResult& r, const Context& ctx) {
+  AnomalyEvalOptions o;
+  if (!r.count("model")) throw UsageError("--model is required for --task anomaly");
+  if (!r.count("normal") || !r.count("anomalous")) throw UsageError("--task anomaly needs --normal DIR and --anomalous DIR");
+  o.model = r["model"].as<std::string>();
+  o.normal = r["normal"].as<std::vector<std::string>>();
+  o.anomalous = r["anomalous"].as<std::vector<std::string>>();
+  o.masks = get_or<std::string>(r, "masks", "");
+  o.max_pixels = get_or<int64_t>(r, "max-pixels", o.max_pixels);
+  o.progress_tty = is_terminal(2);
+  if (r.count("json")) {
+    std::vector<std::string> inputs = {o.model};
+    for (const auto* list : {&o.normal, &o.anomalous})
+      for (const std::string& dir : *list) {
+        inputs.push_back(dir);
+        if (std::filesystem::is_directory(dir))
+          for (const std::string& f : list_images(dir)) inputs.push_back(f);
+      }
+    refuse_output_over_input(r["json"].as<std::string>(), inputs, "--json file");
+  }
+  const AnomalyEvalResult result = evaluate_anomaly(o, ctx.log);
+  std::cout << anomaly_eval_table(result) << std::flush;
+  if (r.count("json")) {
+    write_file_atomically(r["json"].as<std::string>(), anomaly_eval_json(result));
+    ctx.log.info("wrote ", r["json"].as<std::string>());
+  }
+  if (result.failures.empty()) return 0;
+  std::cerr << "eval: " << result.failures.size() << " inputs could not be read and are not in the numbers (see the warnings above)\n";
+  return 1;
 }
 
 int run_eval(const cxxopts::ParseResult& r, const Context& ctx) {
+  const std::string task = get_or<std::string>(r, "task", "denoise");
+  if (task == "anomaly") return run_anomaly_eval(r, ctx);
+  if (task != "denoise") throw UsageError("--task must be denoise or anomaly, got '" + task + "'");
   EvalOptions o;
   if (!r.count("clean")) throw UsageError("--clean DIR is required");
   o.model = get_or<std::string>(r, "model", o.model);

@@ -12,6 +12,7 @@
 #include "util/error.h"
 #include "util/progress.h"
 #include "train/trainer.h"
+#include "anomaly/reconstruct_trainer.h"
 #include "util/text_format.h"
 
 namespace bottleneck::cli {
@@ -31,7 +32,10 @@ extern "C" void on_stop_signal(int signal) {
 
 void add_train_options(cxxopts::Options& o) {
   o.add_options("Task")
-      ("task", "denoise (the autoencoder, default) or compress (the learned image codec)", cxxopts::value<std::string>())
+      ("task", "denoise (the autoencoder, default), compress (the learned image codec) or reconstruct (normal "
+               "images -> themselves: anomaly scores and latents)", cxxopts::value<std::string>())
+      ("resize", "reconstruct: resize every image to N x N (training, scoring, encoding); default 0 = own size",
+       cxxopts::value<int>())
       ("lambdas", "compress: rate points of one variable-rate model, comma-separated lambdas of "
                   "lambda*255^2*MSE + bpp (default 0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932)",
        cxxopts::value<std::string>())
@@ -122,6 +126,7 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("out", t.out_dir);
   set("noise", t.noise);
   set("val-noise", t.val_noise);
+  set("resize", t.resize);
   set("patch", t.patches.patch);
   set("batch", t.patches.batch);
   set("workers", t.loader_workers);
@@ -200,6 +205,10 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
   } else {
     options.arch = arch_from_options(r);
   }
+  // A reconstruction model learns from the images as they are unless --noise asks for a
+  // denoising autoencoder; the denoiser's default noise would be a surprise there.
+  const bool fresh = !r.count("resume") && !r.count("config");
+  if (fresh && !r.count("noise") && get_or<std::string>(r, "task", "") == "reconstruct") options.noise = "none";
   options = apply_flags(options, r);
   validate(options);
 
@@ -213,15 +222,17 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   if (options.task == "compress") return finish_codec(train_codec(options, control, ctx.runtime, ctx.log), options, r, ctx);
-  const TrainResult result = train(options, control, ctx.runtime, ctx.log);
+  const TrainResult result = options.task == "reconstruct" ? train_reconstruct(options, control, ctx.runtime, ctx.log)
+                                                           : train(options, control, ctx.runtime, ctx.log);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
   std::string summary = "iteration " + std::to_string(result.iteration) + "/" + std::to_string(options.iterations) +
                         ", " + fixed(result.patches_per_second, 1) + " patches/s";
   if (std::isfinite(result.last_val_psnr))
-    summary += ", validation PSNR " + fixed(result.last_val_psnr, 2) + " dB (noisy " +
-               fixed(result.last_val_psnr_noisy, 2) + " dB, best " + fixed(result.best_val_psnr, 2) + ")";
+    summary += ", validation PSNR " + fixed(result.last_val_psnr, 2) + " dB (" +
+               (std::isfinite(result.last_val_psnr_noisy) ? "noisy " + fixed(result.last_val_psnr_noisy, 2) + " dB, " : "") +
+               "best " + fixed(result.best_val_psnr, 2) + ")";
   if (result.finished) {
     ctx.log.info("finished: ", summary, "; best model: ", options.out_dir, "/best.ckpt");
   } else {

@@ -288,16 +288,17 @@ std::string export_metadata_json(const CheckpointInfo& info) {
   j["channels"] = info.arch.in_channels;
   j["noise"] = info.noise;
   std::string data;
-  if (!info.config_json.empty()) {
-    const auto config = nlohmann::json::parse(info.config_json, nullptr, false);
-    if (config.is_object() && config.contains("data") && config["data"].is_string())
-      data = config["data"].get<std::string>();
-  }
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(info.config_json, nullptr, false);
+  if (config.is_object() && config.contains("data") && config["data"].is_string())
+    data = config["data"].get<std::string>();
   nlohmann::ordered_json training;
   training["data"] = data;
   training["iterations"] = info.iteration;
   training["best_val_psnr"] = json_number<nlohmann::ordered_json>(info.best_val_psnr);
   training["checkpoint_project_version"] = info.project_version;
+  // The run's resolved options: what a task reads back beyond the network (reconstruct's
+  // --resize: the size `score` and `encode` bring every image to).
+  if (config.is_object()) training["config"] = config;
   j["training"] = training;
   return j.dump(2);
 }

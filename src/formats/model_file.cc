@@ -253,6 +253,26 @@ std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device 
   return std::make_unique<NativeModel>(loaded.model, std::move(info), device, options.dtype, options.optimize);
 }
 
+LoadedNetwork load_network(const std::string& path) {
+  LoadedNetwork out;
+  const torch::jit::Module module = read_archive(path, true, &out.metadata_json);
+  if (!out.metadata_json.empty()) {
+    out.info = parse_export_metadata(path, out.metadata_json);
+    out.model = native_from_export(path, out.info.arch, module);
+    const auto j = nlohmann::json::parse(out.metadata_json, nullptr, false);
+    if (j.is_object() && j.contains("training") && j["training"].is_object() && j["training"].contains("config") &&
+        j["training"]["config"].is_object())
+      out.config_json = j["training"]["config"].dump();
+  } else {
+    LoadedCheckpoint loaded = load_checkpoint(path);
+    out.info = checkpoint_model_info(path, loaded.info);
+    out.model = loaded.model;
+    out.config_json = loaded.info.config_json;
+  }
+  out.model->eval();
+  return out;
+}
+
 void copy_weights(const std::string& path, const ArchSpec& arch, torch::nn::Module& target) {
   std::string metadata;
   const torch::jit::Module module = read_archive(path, true, &metadata);

@@ -58,6 +58,18 @@ struct LoadOptions {
 std::unique_ptr<InferenceModel> load_model(const std::string& path, c10::Device device,
                                            const LoadOptions& options = {});
 
+// A model file's own network (not the CPU-optimised graph load_model may run), for tasks that
+// need more of it than forward(): encode() and decode() for latents. In eval mode, float32, on
+// the CPU. `metadata_json` is the export's bottleneck.json ("" for a checkpoint);
+// `config_json` the run's resolved training options ("" when the file does not hold them).
+struct LoadedNetwork {
+  ModelInfo info;
+  std::shared_ptr<class AutoencoderImpl> model;
+  std::string metadata_json;
+  std::string config_json;
+};
+LoadedNetwork load_network(const std::string& path);
+
 // Copies the weights of a model file (checkpoint or export, as load_model reads them) into
 // `target`, a freshly made network of `arch` (fine-tuning starts from them). The file's network
 // must be `arch` exactly: anything else is a UsageError naming both.

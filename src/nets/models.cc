@@ -76,6 +76,26 @@ class PlanNet : public AutoencoderImpl {
     return run_steps(plan_.encoder, to_compute(pad_input(x)), nullptr).to(torch::kFloat);
   }
 
+  torch::Tensor decode(torch::Tensor code, int64_t height, int64_t width) override {
+    for (const PlanStep& step : plan_.decoder)
+      if (step.op == PlanStep::Op::kAddSkip)
+        throw Error(ErrorKind::kUnsupported, "", "decode needs a network whose code is all it keeps (conv-ae), not one with skips");
+    if (plan_.head_kind == Head::kResidual)
+      throw Error(ErrorKind::kUnsupported, "", "decode needs a sigmoid or linear head (a residual head adds the input)");
+    const int64_t m = spec_.size_multiple();
+    const int64_t code_channels = plan_.decoder.empty() ? spec_.widths.back() : plan_.decoder.front().in;
+    if (code.dim() != 4 || code.size(1) != code_channels || code.size(2) != (height + m - 1) / m ||
+        code.size(3) != (width + m - 1) / m)
+      throw Error(ErrorKind::kInvalidData, "",
+                  "a code for a " + std::to_string(height) + " x " + std::to_string(width) + " output is N x " +
+                      std::to_string(code_channels) + " x " + std::to_string((height + m - 1) / m) + " x " +
+                      std::to_string((width + m - 1) / m) + ", got " + shape_text(code.sizes().vec()));
+    torch::Tensor f = run_steps(plan_.decoder, to_compute(code), nullptr);
+    torch::Tensor y = run(layers_.at(&plan_.head).conv, f).to(torch::kFloat);
+    if (plan_.head_kind == Head::kSigmoid) y = torch::sigmoid(y);
+    return crop_to(y, height, width);
+  }
+
  private:
   struct Layer {
     torch::nn::Conv2d conv{nullptr};
@@ -174,6 +194,10 @@ torch::Tensor pad_end(const torch::Tensor& x, int dim, int64_t amount) {
 }
 
 }  // namespace
+
+torch::Tensor AutoencoderImpl::decode(torch::Tensor, int64_t, int64_t) {
+  throw Error(ErrorKind::kUnsupported, "", "this network has no decode()");
+}
 
 void AutoencoderImpl::set_compute_dtype(c10::ScalarType dtype) {
   if (dtype != torch::kFloat && dtype != torch::kBFloat16)

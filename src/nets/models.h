@@ -21,6 +21,10 @@ class AutoencoderImpl : public torch::nn::Module {
   // The bottleneck code of the (padded) input, N x bottleneck x H/2^d x W/2^d: the compact
   // feature vector for anomaly scoring and dimensionality reduction.
   virtual torch::Tensor encode(torch::Tensor x) = 0;
+  // The inverse half: the output of an H x W input from its code (encode()'s shape for that
+  // input), so decode(encode(x), H, W) is forward(x). Error(kUnsupported) for a network whose
+  // output needs more than the code: skips (unet) or a residual head.
+  virtual torch::Tensor decode(torch::Tensor code, int64_t height, int64_t width);
 
   const ArchSpec& spec() const { return spec_; }
   // The dtype the layers compute in: kFloat (default) or kBFloat16. Parameters stay float32

@@ -55,7 +55,10 @@ void check_fields(const TrainOptions& o, Report&& report) {
       return e.reason();
     }
   };
-  report("task", o.task == "denoise" || o.task == "compress" ? "" : "must be denoise or compress, got " + o.task);
+  report("task", o.task == "denoise" || o.task == "compress" || o.task == "reconstruct"
+                     ? ""
+                     : "must be denoise, compress or reconstruct, got " + o.task);
+  report("resize", outside(o.resize, 0, kMaxPatch));
   report("noise", noise_problem(o.noise));
   report("val_noise", noise_problem(o.val_noise));
   report("patch", outside(o.patches.patch, 8, kMaxPatch));
@@ -114,6 +117,9 @@ void validate(const TrainOptions& o) {
     if (o.patches.patch < 16 || o.patches.patch % 16 != 0)
       fail("--patch " + std::to_string(o.patches.patch) + " must be a multiple of 16 (the codec's downsampling)");
   }
+  if (o.resize != 0 && o.task != "reconstruct") fail("--resize is for --task reconstruct");
+  if (o.task == "reconstruct" && o.arch.head == Head::kResidual)
+    fail("--task reconstruct needs --head sigmoid or linear (a residual head passes its input through)");
   if (o.arch.in_channels != o.arch.out_channels)
     fail("a denoiser needs as many output channels as input channels");
   if (o.pairs_dir.empty() && o.noise.empty()) fail("--noise is required without --pairs");
@@ -138,6 +144,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("val_noise", o.val_noise);
   v("patch", o.patches.patch);
   v("batch", o.patches.batch);
+  v("resize", o.resize);
   v("iters", o.iterations);
   v("epochs", o.epochs);
   v("lr", o.lr);

@@ -15,8 +15,13 @@ namespace bottleneck {
 struct TrainOptions {
   std::string task = "denoise";  // "denoise" (the autoencoder of `arch`, trainer.h) or "compress"
                                  // (the learned codec, codec/codec_trainer.h: `arch` then only
-                                 // gives the image channels, noise options are unused)
+                                 // gives the image channels, noise options are unused) or
+                                 // "reconstruct" (normal images -> themselves, for anomaly
+                                 // scores and latents: anomaly/reconstruct_trainer.h)
   std::string data_dir;          // clean training images (folder, recursive); required
+                                 // (reconstruct: or fashion-mnist:DIR[?classes=0,3])
+  int resize = 0;                // reconstruct: images resized to resize x resize pixels for
+                                 // training, scoring and encoding, 0..4096; 0 = their own size
   std::string pairs_dir;         // real noisy partners of data_dir, matched by relative path;
                                  // empty = synthetic noise from `noise`
   std::string val_dir;           // full validation images; empty = no validation

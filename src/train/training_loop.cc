@@ -65,6 +65,7 @@ void require_same_run(const TrainOptions& now, const std::string& checkpoint_con
       {"patch", std::to_string(now.patches.patch), std::to_string(then.patches.patch)},
       {"batch", std::to_string(now.patches.batch), std::to_string(then.patches.batch)},
       {"augment", std::to_string(now.patches.augment), std::to_string(then.patches.augment)},
+      {"resize", std::to_string(now.resize), std::to_string(then.resize)},
       {"loss", now.loss, then.loss},
       {"precision", now.precision, then.precision},
       {"lambdas", lambdas_now.str(), lambdas_then.str()},

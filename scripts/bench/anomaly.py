@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+"""Anomaly detection benchmark (issue 18): ours against PCA (and a per-pixel Gaussian), measured
+in the same run.
+
+    /usr/bin/python3 scripts/bench/anomaly.py [--cli build/bottleneck] [--parts fashion,tile]
+        [--threads 1] [--work /tmp/bn-anomaly-bench] [--figures docs/images] [--classes 0,1,...]
+        [--fm-iters 500] [--tile-iters 1200] [--tile-data ../shared/data/anomaly/magnetic-tile]
+
+fashion  Fashion-MNIST one-class protocol: for each class c, `train --task reconstruct` on the
+         6000 training images of class c, `eval --task anomaly` on all 10 000 test images
+         (normal = class c, anomalous = the other nine), image AUROC of each score; PCA with the
+         same latent size (k = 32), fit on class c's training images, scored by its
+         reconstruction MSE, in the same run.
+tile     magnetic tile (MVTec layout): train on train/good, eval on test/ with the masks: image
+         AUROC, pixel AUROC and PRO; baselines fit on train/good at 64 x 64 gray: PCA (k = 64,
+         the issue's 0.686) and a per-pixel Gaussian (score map ((x - mean) / std)^2, image score
+         its mean); a grid of heat maps for three defects of each kind (FIGURES/anomaly-tile-grid.png).
+
+Prints markdown tables (with the command, CPU and date) and writes WORK/anomaly-results.json.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import shlex
+import sys
+import time
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import anomaly_common as ac  # noqa: E402
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+KINDS = ["mse", "mse-max", "ssim", "ssim-max"]
+TILE_DEFECTS = ["blowhole", "break", "crack", "fray", "uneven"]
+
+# Our networks (chosen by measurement: models/training/anomaly/README.md).
+FM_ARCH = ["--arch", "conv-ae", "--widths", "16,32,64,64", "--bottleneck", "2", "--head", "sigmoid"]  # 4x4x2 = 32
+TILE_SIZE = 128
+TILE_ARCH = ["--arch", "conv-ae", "--widths", "32,64,64,64", "--bottleneck", "4", "--head", "sigmoid"]
+
+
+def fashion_part(a, log):
+    train_x, train_y = ac.fashion("train")
+    test_x, test_y = ac.fashion("test")
+    pngs = os.path.join(a.work, "fm-test")
+    ac.write_fashion_pngs(test_x, test_y, pngs)
+    tx = test_x.reshape(len(test_x), -1).astype(np.float64) / 255
+    rows = []
+    for c in a.classes:
+        t0 = time.time()
+        run_dir = os.path.join(a.work, f"fm-run-{c}")
+        model = os.path.join(a.work, f"fm-{c}.pt")
+        if not os.path.exists(model):
+            if os.path.exists(run_dir):
+                import shutil
+                shutil.rmtree(run_dir)
+            ac.run(a.cli, ["train", "--task", "reconstruct", "--data", f"fashion-mnist:{ac.FASHION}?classes={c}"] + FM_ARCH +
+                   ["--patch", "28", "--batch", "64", "--no-augment", "--iters", str(a.fm_iters), "--lr", "2e-3",
+                    "--val-every", str(a.fm_iters), "--val-max-images", "500", "--checkpoint-every", str(a.fm_iters),
+                    "--out", run_dir], a.threads, log)
+            ac.run(a.cli, ["export", "--checkpoint", os.path.join(run_dir, "last.ckpt"), "--output", model], a.threads, log)
+        js = os.path.join(a.work, f"fm-eval-{c}.json")
+        ac.run(a.cli, ["eval", "--task", "anomaly", "--model", model, "--normal", os.path.join(pngs, str(c))] +
+               sum([["--anomalous", os.path.join(pngs, str(d))] for d in range(10) if d != c], []) + ["--json", js],
+               a.threads, log)
+        ours = json.load(open(js))["image_auroc"]
+        # PCA, k = 32, fit on class c's training images, score = reconstruction MSE.
+        x = train_x[train_y == c].reshape(-1, 784).astype(np.float64) / 255
+        mean, comps = ac.pca_fit(x, 32)
+        err = ((ac.pca_reconstruct(tx, mean, comps) - tx) ** 2).mean(1)
+        pca = ac.auroc(err[test_y != c], err[test_y == c])
+        rows.append({"class": c, "ours": ours, "pca": pca, "seconds": time.time() - t0})
+        print(f"class {c}: ours {', '.join(f'{k} {ours[k]:.4f}' for k in KINDS)}; PCA {pca:.4f} "
+              f"({time.time() - t0:.0f} s)", file=log, flush=True)
+    return rows
+
+
+def gray64(path):
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    return cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float64) / 255, img.shape
+
+
+def tile_part(a, log):
+    data = a.tile_data
+    t0 = time.time()
+    run_dir = os.path.join(a.work, "tile-run")
+    model = os.path.join(a.work, "tile.pt")
+    if not os.path.exists(model):
+        if os.path.exists(run_dir):
+            import shutil
+            shutil.rmtree(run_dir)
+        ac.run(a.cli, ["train", "--task", "reconstruct", "--data", os.path.join(data, "train", "good")] + TILE_ARCH +
+               ["--resize", str(TILE_SIZE), "--patch", "64", "--batch", "16", "--iters", str(a.tile_iters), "--lr", "2e-3",
+                "--val-every", str(a.tile_iters), "--checkpoint-every", str(a.tile_iters), "--out", run_dir], a.threads, log)
+        ac.run(a.cli, ["export", "--checkpoint", os.path.join(run_dir, "last.ckpt"), "--output", model], a.threads, log)
+    train_seconds = time.time() - t0
+    js = os.path.join(a.work, "tile-eval.json")
+    ac.run(a.cli, ["eval", "--task", "anomaly", "--model", model, "--normal", os.path.join(data, "test", "good")] +
+           sum([["--anomalous", os.path.join(data, "test", k)] for k in TILE_DEFECTS], []) +
+           ["--masks", os.path.join(data, "ground_truth"), "--json", js], a.threads, log)
+    ours = json.load(open(js))
+
+    # Baselines at 64 x 64 gray, fit on train/good; maps upsampled to each image's size.
+    train = np.stack([gray64(p)[0].ravel() for p in sorted(glob.glob(os.path.join(data, "train", "good", "*")))])
+    mean, comps = ac.pca_fit(train, 64)
+    mu, sd = train.mean(0), train.std(0) + 1e-3
+    scores = {"pca": ([], []), "gauss": ([], [])}
+    pixels = {"pca": ([], []), "gauss": ([], [])}
+    for label, kinds in ((0, ["good"]), (1, TILE_DEFECTS)):
+        for kind in kinds:
+            for p in sorted(glob.glob(os.path.join(data, "test", kind, "*"))):
+                x, shape = gray64(p)
+                v = x.ravel()
+                maps = {"pca": ((ac.pca_reconstruct(v[None], mean, comps)[0] - v) ** 2),
+                        "gauss": ((v - mu) / sd) ** 2}
+                if label:
+                    stem = os.path.splitext(os.path.basename(p))[0]
+                    m = cv2.imread(os.path.join(data, "ground_truth", kind, stem + "_mask.png"), cv2.IMREAD_GRAYSCALE)
+                    mask = (m > 127).astype(np.uint8)
+                else:
+                    mask = np.zeros(shape, np.uint8)
+                n, lab = cv2.connectedComponents(mask, connectivity=8)
+                for name, mp in maps.items():
+                    scores[name][label].append(mp.mean())
+                    full = cv2.resize(mp.reshape(64, 64).astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+                    # Every pixel is kept (as ours); float32 halves the memory.
+                    pixels[name][0].append(full[lab == 0])
+                    pixels[name][1].extend(full[lab == r] for r in range(1, n))
+    base = {}
+    for name in ("pca", "gauss"):
+        normal = np.concatenate(pixels[name][0])
+        regions = pixels[name][1]
+        base[name] = {"image_auroc": ac.auroc(scores[name][1], scores[name][0]),
+                      "pixel_auroc": ac.auroc(np.concatenate(regions), normal),
+                      "pro": ac.pro(normal, regions)}
+    print(f"tile: ours {json.dumps(ours['image_auroc'])}, pixel {ours['pixel_auroc']}, PRO {ours['pro']}; "
+          f"baselines {json.dumps(base)}", file=log, flush=True)
+    if a.figures:
+        heat_grid(a, model, os.path.join(a.figures, "anomaly-tile-grid.png"), log)
+    return {"ours": ours, "baselines": base, "train_seconds": train_seconds}
+
+
+def heat_grid(a, model, out, log):
+    """Three defects of each kind: image | heat map (our calibrated colour scale) | mask."""
+    data = a.tile_data
+    work = os.path.join(a.work, "tile-grid")
+    os.makedirs(work, exist_ok=True)
+    calibrated = os.path.join(a.work, "tile-calibrated.pt")
+    ac.run(a.cli, ["calibrate", "--model", model, "--normal", os.path.join(data, "test", "good"), "--fpr", "0.05",
+                   "--output", calibrated], a.threads, log)
+    rows = []
+    cell = 160
+    for kind in TILE_DEFECTS:
+        files = sorted(glob.glob(os.path.join(data, "test", kind, "*")))[:3]
+        ac.run(a.cli, ["score", "--model", calibrated, "--output", os.path.join(work, kind)] + files, a.threads, log)
+        row = []
+        for f in files:
+            stem = os.path.splitext(os.path.basename(f))[0]
+            img = cv2.cvtColor(cv2.imread(f, cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2BGR)
+            heat = cv2.imread(os.path.join(work, kind, stem + ".heat.png"))
+            mask = cv2.cvtColor(cv2.imread(os.path.join(data, "ground_truth", kind, stem + "_mask.png"), cv2.IMREAD_GRAYSCALE),
+                                cv2.COLOR_GRAY2BGR)
+            for pic in (img, heat, mask):
+                row.append(cv2.resize(pic, (cell, cell), interpolation=cv2.INTER_AREA))
+        strip = np.concatenate(row, 1)
+        label = np.full((24, strip.shape[1], 3), 255, np.uint8)
+        cv2.putText(label, f"{kind}: image | heat map | ground truth (x3)", (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        rows.append(np.concatenate([label, strip], 0))
+    cv2.imwrite(out, np.concatenate(rows, 0))
+    print(f"wrote {out}", file=log, flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cli", default=os.path.join(ROOT, "build", "bottleneck"))
+    p.add_argument("--parts", default="fashion,tile")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", default="/tmp/bn-anomaly-bench")
+    p.add_argument("--figures", default="")
+    p.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
+    p.add_argument("--fm-iters", type=int, default=500)
+    p.add_argument("--tile-iters", type=int, default=1200)
+    p.add_argument("--tile-data", default=os.path.join(ROOT, "..", "shared", "data", "anomaly", "magnetic-tile"))
+    a = p.parse_args()
+    a.classes = [int(c) for c in a.classes.split(",")]
+    os.makedirs(a.work, exist_ok=True)
+    log = sys.stderr
+    results = {"command": " ".join(shlex.quote(x) for x in sys.argv), "cpu": ac.cpu_name(),
+               "date": datetime.date.today().isoformat(), "threads": a.threads}
+    parts = a.parts.split(",")
+    out = [f"Measured {results['date']} on {results['cpu']}, {a.threads} thread(s): `{results['command']}`", ""]
+    if "fashion" in parts:
+        rows = fashion_part(a, log)
+        results["fashion"] = rows
+        out += [f"Fashion-MNIST one-class, image AUROC (ours: conv-ae 4x4x2 = 32 latents, {a.fm_iters} steps of 64; "
+                "PCA k = 32)", "",
+                "| class | " + " | ".join(f"ours {k}" for k in KINDS) + " | PCA |", "|---|" + "--:|" * (len(KINDS) + 1)]
+        for r in rows:
+            out.append(f"| {r['class']} {ac.CLASSES[r['class']]} | " + " | ".join(f"{r['ours'][k]:.4f}" for k in KINDS) +
+                       f" | {r['pca']:.4f} |")
+        out.append("| **mean** | " + " | ".join(f"**{np.mean([r['ours'][k] for r in rows]):.4f}**" for k in KINDS) +
+                   f" | **{np.mean([r['pca'] for r in rows]):.4f}** |")
+        out.append("")
+    if "tile" in parts:
+        t = tile_part(a, log)
+        results["tile"] = t
+        o, b = t["ours"], t["baselines"]
+        out += [f"Magnetic tile (train/good {TILE_SIZE} x {TILE_SIZE} gray, {a.tile_iters} steps of 16 patches of 64; "
+                "baselines at 64 x 64)", "",
+                "| method | image AUROC | pixel AUROC | PRO (FPR <= 0.3) |", "|---|--:|--:|--:|"]
+        for k in KINDS:
+            mp = "ssim" if k.startswith("ssim") else "mse"
+            out.append(f"| ours, {k} | {o['image_auroc'][k]:.4f} | {o['pixel_auroc'][mp]:.4f} | {o['pro'][mp]:.4f} |")
+        out.append(f"| PCA k = 64 | {b['pca']['image_auroc']:.4f} | {b['pca']['pixel_auroc']:.4f} | {b['pca']['pro']:.4f} |")
+        out.append(f"| per-pixel Gaussian | {b['gauss']['image_auroc']:.4f} | {b['gauss']['pixel_auroc']:.4f} | "
+                   f"{b['gauss']['pro']:.4f} |")
+        out.append("")
+        out.append("Per defect kind, ours (image AUROC, mse / mse-max / ssim / ssim-max): " + "; ".join(
+            f"{c['name']} " + "/".join(f"{c['auroc'][k]:.3f}" for k in KINDS) for c in o["categories"]))
+        out.append("")
+    text = "\n".join(out)
+    print(text)
+    json.dump(results, open(os.path.join(a.work, "anomaly-results.json"), "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+#pragma once
+
+// A reconstruction model put to work as an anomaly detector and a feature extractor: the
+// network of a model file (train --task reconstruct, then export), the size it sees images at,
+// the anomaly score it uses and, once `calibrate` has run, the threshold and the statistics of
+// the normal scores it was set on. Those live in the export's metadata (bottleneck.json, key
+// "anomaly"; docs/formats.md), so a model file carries everything `score` needs.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <opencv2/core/mat.hpp>
+#include <torch/types.h>
+
+#include "anomaly/anomaly_metrics.h"
+#include "formats/model_file.h"
+
+namespace bottleneck {
+
+// How an image's reconstruction error becomes one number. The map is per pixel; the image score
+// reduces it. Chosen by measurement (README "Anomaly detection"): the mean suits defects that
+// change much of the image, the maximum of the smoothed map small local ones.
+enum class ScoreKind {
+  kMse,      // mean squared error over pixels and channels
+  kMseMax,   // maximum of the squared-error map smoothed with a Gaussian (kMapSigma)
+  kSsim,     // mean of the structural dissimilarity map (1 - SSIM) / 2, 11 x 11 Gaussian window
+  kSsimMax,  // maximum of the smoothed dissimilarity map
+};
+inline constexpr int kScoreKinds = 4;
+const char* name_of(ScoreKind kind);   // "mse", "mse-max", "ssim", "ssim-max"
+ScoreKind parse_score_kind(const std::string& text);  // UsageError listing the names
+// The map a kind reduces: squared error (kMse, kMseMax) or dissimilarity (kSsim, kSsimMax).
+bool uses_ssim_map(ScoreKind kind);
+
+// The default before calibration chooses one (measured: README "Anomaly detection").
+inline constexpr ScoreKind kDefaultScore = ScoreKind::kMse;
+// Sigma of the Gaussian that smooths the maps, in pixels of the model's input: a single noisy
+// pixel must not decide an image's maximum, and heat maps read better smooth.
+inline constexpr double kMapSigma = 2.0;
+
+struct Calibration {
+  bool present = false;
+  ScoreKind score = kDefaultScore;
+  double threshold = 0;    // an image scoring strictly above it is an anomaly
+  double fpr = 0;          // the false-positive rate asked for on the normal set
+  ScoreStats normal;       // the normal images' scores
+  double map_scale = 0;    // map value drawn at the top of the heat maps' colour scale: the
+                           // 99th percentile of the normal images' map maxima
+  std::string normal_dir;  // the folder the normal images came from
+};
+
+// Everything one image gives: its four scores and, when asked, the two maps at the image's size.
+struct ImageScores {
+  double score[kScoreKinds] = {0, 0, 0, 0};  // by ScoreKind
+  cv::Mat error_map;   // CV_32F, H x W: smoothed squared error (mean over channels)
+  cv::Mat ssim_map;    // CV_32F, H x W: smoothed (1 - SSIM) / 2
+  const cv::Mat& map(ScoreKind kind) const { return uses_ssim_map(kind) ? ssim_map : error_map; }
+};
+
+class AnomalyModel {
+ public:
+  // Reads a checkpoint or an export of a network with a sigmoid or linear head (Error
+  // otherwise, naming the file); the settings come from the run's options stored in the file.
+  static AnomalyModel load(const std::string& path);
+
+  const ModelInfo& info() const { return network_.info; }
+  const std::string& path() const { return network_.info.path; }
+  int channels() const;
+  // The side images are resized to (both dimensions) before the network; 0 = used as they are.
+  int image_size() const { return image_size_; }
+  const Calibration& calibration() const { return calibration_; }
+  // The export's metadata with `calibration` in place of the one it has (for calibrate).
+  std::string metadata_with(const Calibration& calibration) const;
+  bool is_export() const { return !network_.metadata_json.empty(); }
+
+  // An image (C x H x W float in [0,1], any C of 1 or 3) as the network sees it: converted to
+  // its channels and resized to image_size().
+  torch::Tensor prepare(const torch::Tensor& image) const;
+  // N x C x h x w prepared images -> their reconstructions (the network's forward()).
+  torch::Tensor reconstruct(const torch::Tensor& batch) const;
+  // N x C x h x w -> N x code; and back, for codes of images of h x w.
+  torch::Tensor encode(const torch::Tensor& batch) const;
+  torch::Tensor decode(const torch::Tensor& codes, int64_t height, int64_t width) const;
+  // The code's shape (channels, rows, columns) for an h x w input.
+  std::vector<int64_t> code_shape(int64_t height, int64_t width) const;
+
+  // Scores of one image (C x H x W in [0,1]); with `maps`, the maps resized to its H x W.
+  ImageScores score(const torch::Tensor& image, bool maps) const;
+
+ private:
+  LoadedNetwork network_;
+  int image_size_ = 0;
+  Calibration calibration_;
+};
+
+// Heat map picture: the map in a colour scale (0 -> blue, `scale` and above -> red) blended
+// half over the image (shown in gray), BGR 8-bit. `scale` <= 0 uses the map's own maximum.
+cv::Mat heat_map_picture(const torch::Tensor& image, const cv::Mat& map, double scale);
+// The raw map as 16-bit samples: value x 65535, clipped to [0, 1] first (both maps lie in it).
+cv::Mat raw_map_samples(const cv::Mat& map);
+
+}  // namespace bottleneck

@@ -1,0 +1,246 @@
+// Anomaly scoring, calibration and latents on a tiny reconstruction model trained here in a
+// few seconds: a painted defect scores above the clean image, the calibrated threshold holds its
+// false-positive rate and is applied by score, decode(encode(x)) is the reconstruction, and bad
+// files fail by name without stopping the job.
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include "anomaly/anomaly_jobs.h"
+#include "anomaly/anomaly_model.h"
+#include "anomaly/latent_io.h"
+#include "anomaly/reconstruct_trainer.h"
+#include "formats/exporter.h"
+#include "image/image_io.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace bottleneck {
+namespace {
+
+constexpr int kSize = 32;
+
+// Normal images: smooth random blobs on a gradient, 32 x 32 gray (a texture the tiny network
+// learns in a few hundred steps).
+torch::Tensor normal_image(uint64_t seed) {
+  torch::manual_seed(seed);
+  const torch::Tensor y = torch::linspace(0, 1, kSize).reshape({kSize, 1}).expand({kSize, kSize});
+  const torch::Tensor x = torch::linspace(0, 1, kSize).reshape({1, kSize}).expand({kSize, kSize});
+  const auto c = torch::rand({4});
+  torch::Tensor img = 0.3 + 0.2 * c[0] * x + 0.2 * c[1] * y;
+  img = img + 0.15 * torch::exp(-((x - c[2]).pow(2) + (y - c[3]).pow(2)) / 0.05);
+  return img.clamp(0, 1).unsqueeze(0).contiguous();
+}
+
+void save_png(const std::string& path, const torch::Tensor& chw) {
+  ImageData d;
+  d.pixels = chw;
+  d.depth = CV_8U;
+  save_image(path, d);
+}
+
+// One model for the whole file: training it is the slow part (about 5 s on one core).
+class AnomalyTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    fs::create_directories(*dir_ / "train");
+    for (int i = 0; i < 40; ++i) save_png(*dir_ / ("train/n" + std::to_string(100 + i) + ".png"), normal_image(i));
+    TrainOptions o;
+    o.task = "reconstruct";
+    o.data_dir = *dir_ / "train";
+    o.out_dir = *dir_ / "run";
+    o.arch = preset_arch("conv-ae", 1);
+    o.arch.widths = {8, 16, 16};
+    o.arch.bottleneck_channels = 2;
+    o.arch.head = Head::kSigmoid;
+    o.noise = "none";
+    o.resize = kSize;
+    o.patches.patch = kSize;
+    o.patches.batch = 8;
+    o.patches.augment = false;
+    o.iterations = 300;
+    o.lr = 3e-3;
+    o.log_every = 100;
+    o.checkpoint_every = 300;
+    Runtime runtime;
+    TrainControl control;
+    train_reconstruct(o, control, runtime, Logger(LogLevel::kQuiet));
+    ExportOptions e;
+    e.checkpoint = o.out_dir + "/last.ckpt";
+    e.output = *dir_ / "model.pt";
+    export_model(e);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string path(const std::string& name) { return *dir_ / name; }
+  static test::TempDir* dir_;
+};
+test::TempDir* AnomalyTest::dir_ = nullptr;
+
+TEST_F(AnomalyTest, PaintedDefectScoresAboveTheCleanImageAndTheMapFindsIt) {
+  const AnomalyModel model = AnomalyModel::load(path("model.pt"));
+  EXPECT_EQ(model.image_size(), kSize);
+  for (uint64_t seed : {1000, 1001, 1002}) {
+    const torch::Tensor clean = normal_image(seed);
+    torch::Tensor defect = clean.clone();
+    defect.slice(1, 10, 16).slice(2, 18, 24).fill_(1.0);  // a bright 6 x 6 square at rows 10-15, cols 18-23
+    const ImageScores a = model.score(clean, true), b = model.score(defect, true);
+    // The maximum of the dissimilarity map is not asserted: on this barely trained model a clean
+    // image's worst window can be as dissimilar as the defect's (measured 0.56 against 0.43).
+    for (ScoreKind k : {ScoreKind::kMse, ScoreKind::kMseMax, ScoreKind::kSsim})
+      EXPECT_GT(b.score[static_cast<int>(k)], 2 * a.score[static_cast<int>(k)]) << name_of(k) << " seed " << seed;
+    cv::Point at;
+    cv::minMaxLoc(b.error_map, nullptr, nullptr, nullptr, &at);
+    EXPECT_TRUE(at.y >= 8 && at.y <= 17 && at.x >= 16 && at.x <= 25) << at;
+  }
+  // Any size: a 50 x 70 colour image is resized to the model's 32 x 32 and its map comes back at 50 x 70.
+  const ImageScores big = model.score(torch::rand({3, 50, 70}), true);
+  EXPECT_EQ(big.error_map.rows, 50);
+  EXPECT_EQ(big.ssim_map.cols, 70);
+}
+
+TEST_F(AnomalyTest, CalibratedThresholdHoldsItsFprAndScoreAppliesIt) {
+  fs::create_directories(path("normal"));
+  for (int i = 0; i < 50; ++i) save_png(path("normal/v" + std::to_string(i) + ".png"), normal_image(500 + i));
+  fs::copy_file(path("model.pt"), path("calibrated.pt"));
+  CalibrateOptions c;
+  c.model = path("calibrated.pt");
+  c.normal = path("normal");
+  c.fpr = 0.1;
+  const CalibrateResult result = calibrate(c, Logger(LogLevel::kQuiet));
+  EXPECT_EQ(result.flagged, 5);  // floor(0.1 x 50), scores distinct
+  EXPECT_EQ(result.calibration.normal.count, 50);
+  // Stored in the file: a fresh load reads the same threshold and statistics.
+  const AnomalyModel reloaded = AnomalyModel::load(path("calibrated.pt"));
+  ASSERT_TRUE(reloaded.calibration().present);
+  EXPECT_EQ(reloaded.calibration().threshold, result.calibration.threshold);
+  EXPECT_EQ(reloaded.calibration().score, kDefaultScore);
+  EXPECT_DOUBLE_EQ(reloaded.calibration().normal.mean, result.calibration.normal.mean);
+  EXPECT_DOUBLE_EQ(reloaded.calibration().fpr, 0.1);
+  // score flags exactly the images above it, with heat maps of the image's size.
+  ScoreOptions s;
+  s.inputs = {path("normal")};
+  s.model = path("calibrated.pt");
+  s.output = path("heat");
+  const ScoreReport report = score_files(s, Logger(LogLevel::kQuiet));
+  ASSERT_EQ(report.rows.size(), 50u);
+  EXPECT_TRUE(report.calibrated);
+  EXPECT_EQ(report.anomalies, 5);
+  for (const ScoredFile& row : report.rows) EXPECT_EQ(row.is_anomaly, row.score > result.calibration.threshold ? 1 : 0);
+  const cv::Mat raw = cv::imread(path("heat/v7.map.png"), cv::IMREAD_UNCHANGED);
+  EXPECT_EQ(raw.type(), CV_16UC1);
+  EXPECT_EQ(raw.rows, kSize);
+  EXPECT_EQ(cv::imread(path("heat/v7.heat.png"), cv::IMREAD_UNCHANGED).type(), CV_8UC3);
+  const std::string csv = scores_csv(report);
+  EXPECT_EQ(csv.rfind("file,score,is_anomaly\n", 0), 0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 51);
+  // A checkpoint cannot hold a calibration: refused without --output.
+  c.model = path("run/last.ckpt");
+  EXPECT_THROW(calibrate(c, Logger(LogLevel::kQuiet)), UsageError);
+}
+
+TEST_F(AnomalyTest, DecodeOfEncodeIsTheReconstruction) {
+  const AnomalyModel model = AnomalyModel::load(path("model.pt"));
+  const torch::Tensor x = torch::stack({normal_image(7), normal_image(8)});
+  const torch::Tensor code = model.encode(x);
+  EXPECT_EQ(code.sizes().vec(), (std::vector<int64_t>{2, 2, 8, 8}));
+  const torch::Tensor y = model.decode(code, kSize, kSize);
+  EXPECT_LE((y - model.reconstruct(x)).abs().max().item<double>(), 1e-5);
+  // Through the files: encode writes N x 128 latents, decode writes 32 x 32 images.
+  fs::create_directories(path("enc"));
+  save_png(path("enc/a.png"), normal_image(7));
+  save_png(path("enc/b.png"), normal_image(8));
+  EncodeOptions e;
+  e.inputs = {path("enc")};
+  e.model = path("model.pt");
+  for (const std::string out : {"z.npy", "z.csv"}) {
+    e.output = path(out);
+    const EncodeReport r = encode_files(e, Logger(LogLevel::kQuiet));
+    EXPECT_EQ(r.done, 2);
+    EXPECT_EQ(r.dims, 128u);
+  }
+  const LatentTable npy = read_latents(path("z.npy")), csv = read_latents(path("z.csv"));
+  EXPECT_EQ(npy.values, csv.values);
+  EXPECT_EQ(npy.files, csv.files);
+  DecodeOptions d;
+  d.latents = path("z.npy");
+  d.model = path("model.pt");
+  d.output = path("dec");
+  EXPECT_EQ(decode_files(d, Logger(LogLevel::kQuiet)).done, 2);
+  const cv::Mat a = cv::imread(path("dec/a.png"), cv::IMREAD_UNCHANGED);
+  EXPECT_EQ(a.rows, kSize);
+  EXPECT_EQ(a.cols, kSize);
+  // The decoded file is the reconstruction of a.png, to 8-bit rounding.
+  const torch::Tensor rec = model.reconstruct(model.prepare(load_image(path("enc/a.png")).pixels).unsqueeze(0))[0];
+  EXPECT_LE((load_image(path("dec/a.png")).pixels - rec).abs().max().item<double>(), 0.5 / 255 + 1e-6);
+}
+
+TEST_F(AnomalyTest, OneBadFileFailsByNameAndTheJobGoesOn) {
+  fs::create_directories(path("mixed"));
+  for (int i = 0; i < 3; ++i) save_png(path("mixed/ok" + std::to_string(i) + ".png"), normal_image(900 + i));
+  std::ofstream(path("mixed/broken.png")) << "not a png";
+  ScoreOptions s;
+  s.inputs = {path("mixed"), path("missing.png")};
+  s.model = path("model.pt");
+  const ScoreReport report = score_files(s, Logger(LogLevel::kQuiet));
+  EXPECT_EQ(report.rows.size(), 3u);
+  ASSERT_EQ(report.failures.size(), 2u);
+  for (const std::string& f : report.failures) EXPECT_EQ(f.find('\n'), std::string::npos) << f;
+  EXPECT_NE(report.failures[0].find("missing.png"), std::string::npos) << report.failures[0];
+  EXPECT_NE(report.failures[1].find("broken.png"), std::string::npos) << report.failures[1];
+  // A file that is not a model, and a denoiser, are refused by name.
+  try {
+    AnomalyModel::load(path("mixed/ok0.png"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ok0.png"), std::string::npos) << e.what();
+  }
+  const std::string denoiser = std::string(BOTTLENECK_SOURCE_DIR) + "/models/denoise-gray.pt";
+  if (fs::exists(denoiser)) {
+    try {
+      AnomalyModel::load(denoiser);
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("residual head"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST_F(AnomalyTest, EvalComputesAurocAndPixelFiguresAgainstMasks) {
+  for (const char* d : {"ev/good", "ev/spot", "gt/spot"}) fs::create_directories(path(d));
+  for (int i = 0; i < 6; ++i) {
+    save_png(path("ev/good/g" + std::to_string(i) + ".png"), normal_image(700 + i));
+    torch::Tensor img = normal_image(800 + i);
+    img.slice(1, 4, 10).slice(2, 4, 10).fill_(1.0);
+    save_png(path("ev/spot/s" + std::to_string(i) + ".png"), img);
+    torch::Tensor mask = torch::zeros({1, kSize, kSize});
+    mask.slice(1, 4, 10).slice(2, 4, 10).fill_(1.0);
+    save_png(path("gt/spot/s" + std::to_string(i) + "_mask.png"), mask);
+  }
+  AnomalyEvalOptions o;
+  o.model = path("model.pt");
+  o.normal = {path("ev/good")};
+  o.anomalous = {path("ev/spot")};
+  o.masks = path("gt");
+  const AnomalyEvalResult r = evaluate_anomaly(o, Logger(LogLevel::kQuiet));
+  EXPECT_EQ(r.normal_count, 6);
+  EXPECT_EQ(r.anomalous_count, 6);
+  EXPECT_EQ(r.regions, 6);
+  EXPECT_DOUBLE_EQ(r.auroc[static_cast<int>(ScoreKind::kMse)], 1.0);
+  EXPECT_GT(r.pixel_auroc_mse, 0.9);
+  EXPECT_GT(r.pro_mse, 0.5);
+  EXPECT_NE(anomaly_eval_table(r).find("| spot (6) |"), std::string::npos) << anomaly_eval_table(r);
+}
+
+}  // namespace
+}  // namespace bottleneck
