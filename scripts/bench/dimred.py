@@ -63,7 +63,7 @@ def main():
         if not os.path.exists(model):
             shutil.rmtree(run_dir, ignore_errors=True)
             ac.run(a.cli, ["train", "--task", "reconstruct", "--data", f"fashion-mnist:{ac.FASHION}", "--arch", "conv-ae",
-                           "--widths", WIDTHS, "--bottleneck", str(k // 4), "--head", "sigmoid", "--patch", "28",
+                           "--widths", WIDTHS, "--bottleneck", str(k // 4), "--activation", "leaky_relu", "--head", "sigmoid", "--patch", "28",
                            "--batch", str(a.batch), "--no-augment", "--iters", str(a.iters), "--lr", "2e-3",
                            "--val-every", str(a.iters), "--val-max-images", "500", "--checkpoint-every", str(a.iters),
                            "--out", run_dir], a.threads, log)
