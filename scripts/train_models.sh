@@ -5,6 +5,7 @@
 #
 #   scripts/train_models.sh [gray|color|photo|all] [--time-limit MINUTES] [--threads N]
 #   scripts/train_models.sh codec [--time-limit MINUTES] [--threads N]   (the learned codec; not in "all")
+#   scripts/train_models.sh anomaly [--threads N]   (models/anomaly-tile.pt; not in "all")
 #
 # Environment: DATA (default ../shared/data), RUNS (default ~/.cache/bottleneck/runs, outside the
 # work tree so a fresh checkout keeps it), BOTTLENECK (the CLI, default build/bottleneck).
@@ -54,6 +55,28 @@ codec=(--task compress --channels 3 --codec-n 64 --codec-m 96 --codec-activation
        --patch 128 --batch 8 --lr 5e-4 --lr-min 1e-5 --schedule cosine --iters 150000
        --checkpoint-every 500 --val-every 2500 --log-every 100)
 
+# The anomaly model (train --task reconstruct): a conv-ae on the magnetic tile's defect-free
+# train/good images resized to 128 x 128 gray, 64-pixel patches with flips and rotations (a
+# surface texture has no up), no validation (the last checkpoint is exported), then calibrated on
+# test/good at a 5% false-positive rate. The same recipe as scripts/bench/anomaly.py's tile part,
+# which measured it (models/training/anomaly-tile/README.md); about 10 minutes on one thread.
+anomaly=(--task reconstruct --data "$data/anomaly/magnetic-tile/train/good" --channels 1 --resize 128
+         --arch conv-ae --widths 32,64,64,64 --bottleneck 4 --activation leaky_relu --head sigmoid
+         --patch 64 --batch 16 --iters 1200 --lr 2e-3 --val-every 1200 --checkpoint-every 1200)
+anomaly_score=mse-max
+
+train_anomaly() {
+  local run="$runs/anomaly-tile"
+  if [ -f "$run/last.ckpt" ]; then
+    "$cli" train --resume "$run" "$@"
+  else
+    "$cli" train "${anomaly[@]}" --out "$run" "$@"
+  fi
+  "$cli" export --checkpoint "$run/last.ckpt" --output "$run/model.pt"
+  "$cli" calibrate --model "$run/model.pt" --normal "$data/anomaly/magnetic-tile/test/good" --fpr 0.05 \
+    --score "$anomaly_score" --output "$root/models/anomaly-tile.pt"
+}
+
 # Codec runs have their own checkpoint format (codec/codec_trainer.h): resumed, not exported
 # (the model file comes with `bottleneck compress`).
 train_codec() {
@@ -101,6 +124,7 @@ case "$which" in
   color) train_one color "$@" ;;
   photo) train_one photo "$@" ;;
   codec) train_codec "$@" ;;
+  anomaly) train_anomaly "$@" ;;
   all) train_one gray "$@"; train_one color "$@"; train_one photo "$@" ;;
-  *) echo "usage: $0 [gray|color|photo|all|codec] [train options]" >&2; exit 2 ;;
+  *) echo "usage: $0 [gray|color|photo|all|codec|anomaly] [train options]" >&2; exit 2 ;;
 esac

@@ -242,5 +242,26 @@ TEST_F(AnomalyTest, EvalComputesAurocAndPixelFiguresAgainstMasks) {
   EXPECT_NE(anomaly_eval_table(r).find("| spot (6) |"), std::string::npos) << anomaly_eval_table(r);
 }
 
+TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {
+  fs::create_directories(path("cli-normal"));
+  for (int i = 0; i < 10; ++i) save_png(path("cli-normal/c" + std::to_string(i) + ".png"), normal_image(300 + i));
+  fs::copy_file(path("model.pt"), path("cli.pt"));
+  const std::string dir = path("cli-normal");
+  test::CommandResult r = test::run_cli("--threads 1 calibrate --model " + path("cli.pt") + " --normal " + dir + " --fpr 0.2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_cli("--threads 1 --quiet score --model " + path("cli.pt") + " " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;  // anomalies are findings, not failures
+  EXPECT_NE(r.output.find("file,score,is_anomaly\n"), std::string::npos) << r.output;
+  size_t flagged = 0;
+  for (size_t at = r.output.find(",1\n"); at != std::string::npos; at = r.output.find(",1\n", at + 1)) ++flagged;
+  EXPECT_EQ(flagged, 2u) << r.output;  // floor(0.2 x 10)
+  r = test::run_cli("--threads 1 score --model " + path("cli.pt") + " " + dir + " --score nope");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--score must be one of"), std::string::npos) << r.output;
+  r = test::run_cli("--threads 1 encode --model " + path("absent.pt") + " " + dir + " -o " + path("z.csv"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("absent.pt: no such file"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace bottleneck
