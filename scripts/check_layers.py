@@ -15,7 +15,7 @@ import sys
 LAYERS = [
     ["util"],
     ["runtime"],
-    ["image", "nets"],
+    ["image", "nets", "distributed"],
     ["data", "report"],
     ["formats"],
     ["inference"],

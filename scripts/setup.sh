@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # LibTorch 1.13 (CPU)
+  libgloo-dev             # Gloo's headers, which LibTorch's c10d headers include: distributed training
   libopenblas0-pthread    # without it LibTorch's matmuls use the reference BLAS, ~30x slower
   libopencv-dev           # image I/O, drawing, NLM baseline
   libexiv2-dev            # EXIF, ICC and XMP carried from input photos into outputs (OpenCV writes none)

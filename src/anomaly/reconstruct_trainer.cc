@@ -123,7 +123,9 @@ class ReconstructObjective final : public TrainingObjective {
   std::string progress_label() const override { return "train"; }
   double training_pixels() const override { return static_cast<double>(dataset_->pixel_count()); }
   // Crops (and, with --noise, their noisy copies) from (seed, step), as the denoiser's.
-  TrainBatch make_batch(int64_t index) const override { return dataset_->batch(options_.seed, index, noise_); }
+  TrainBatch make_batch(int64_t index) const override {
+    return dataset_->batch(options_.seed, index, noise_, data_shard());
+  }
 
   torch::Tensor loss(const TrainBatch& batch, int64_t) override {
     const torch::Tensor clean = batch.clean.to(device_);

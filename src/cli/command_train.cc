@@ -1,5 +1,6 @@
 #include <csignal>
 #include <cmath>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "cli/arch_options.h"
 #include "cli/command.h"
 #include "codec/codec_trainer.h"
+#include "distributed/process_group.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "train/trainer.h"
@@ -83,6 +85,9 @@ void add_train_options(cxxopts::Options& o) {
       ("layout", "CPU memory layout: auto (the faster on this machine, measured once and kept in "
                  "RUN/layout.json), nchw or channels-last (default auto)", cxxopts::value<std::string>())
       ("time-limit", "stop (resumably) after this many minutes of this invocation", cxxopts::value<double>());
+  o.add_options("Distributed (launched by torchrun, which sets WORLD_SIZE, RANK, MASTER_ADDR, ...)")
+      ("dist-timeout", "seconds a process waits for the others (to connect, or within one step) before "
+                       "every process fails with an error (default 300)", cxxopts::value<double>());
   add_arch_options(o, "unet-m");
 }
 
@@ -218,12 +223,19 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
   control.time_limit_s = 60.0 * get_or<double>(r, "time-limit", 0);
   control.progress_tty = is_terminal(2);
   if (control.stop_after < 0 || control.time_limit_s < 0) throw UsageError("--stop-after and --time-limit must be >= 0");
+  control.distributed = distributed_options_from_environment([](const char* name) { return std::getenv(name); });
+  control.distributed.timeout_s = get_or<double>(r, "dist-timeout", control.distributed.timeout_s);
+  validate(control.distributed);
+  Runtime runtime = ctx.runtime;
+  runtime.device = device_for_rank(runtime.device, control.distributed);
+  // Ranks other than 0 only warn and fail: rank 0 speaks for the run.
+  const Context rank_ctx{runtime, control.distributed.rank == 0 ? ctx.log : Logger(LogLevel::kQuiet)};
 
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
-  if (options.task == "compress") return finish_codec(train_codec(options, control, ctx.runtime, ctx.log), options, r, ctx);
-  const TrainResult result = options.task == "reconstruct" ? train_reconstruct(options, control, ctx.runtime, ctx.log)
-                                                           : train(options, control, ctx.runtime, ctx.log);
+  if (options.task == "compress") return finish_codec(train_codec(options, control, runtime, rank_ctx.log), options, r, rank_ctx);
+  const TrainResult result = options.task == "reconstruct" ? train_reconstruct(options, control, runtime, rank_ctx.log)
+                                                           : train(options, control, runtime, rank_ctx.log);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
@@ -234,10 +246,10 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
                (std::isfinite(result.last_val_psnr_noisy) ? "noisy " + fixed(result.last_val_psnr_noisy, 2) + " dB, " : "") +
                "best " + fixed(result.best_val_psnr, 2) + ")";
   if (result.finished) {
-    ctx.log.info("finished: ", summary, "; best model: ", options.out_dir, "/best.ckpt");
+    rank_ctx.log.info("finished: ", summary, "; best model: ", options.out_dir, "/best.ckpt");
   } else {
     // Printed even with --quiet: the user must learn how to continue.
-    ctx.log.warn("stopped at ", summary, "; continue with: bottleneck train --resume ", options.out_dir);
+    rank_ctx.log.warn("stopped at ", summary, "; continue with: bottleneck train --resume ", options.out_dir);
   }
   // Skipping keeps a long run going past one bad file; the exit status still tells scripts that
   // the model saw less data than the folders hold. Printed even with --quiet, like warnings.

@@ -101,11 +101,25 @@ at::Generator step_generator(uint64_t seed, int64_t it) {
 }
 
 // Rate index of each patch of step `it`: the rates cycle over the run's patches, so every rate
-// gets the same share and the assignment is a pure function of the step.
-torch::Tensor step_rates(int64_t it, int batch, size_t rates) {
+// gets the same share and the assignment is a pure function of the step. `shard`'s patches of
+// the step's batch (data_shard(): patches [index x batch, (index + 1) x batch) of count x batch).
+torch::Tensor step_rates(int64_t it, int batch, const DataShard& shard, size_t rates) {
+  const int64_t step_patches = static_cast<int64_t>(batch) * shard.count;
+  const int64_t first = static_cast<int64_t>(batch) * shard.index;
   auto r = torch::empty({batch}, torch::kLong);
-  for (int b = 0; b < batch; ++b) r[b] = (it * batch + b) % static_cast<int64_t>(rates);
+  for (int b = 0; b < batch; ++b) r[b] = (it * step_patches + first + b) % static_cast<int64_t>(rates);
   return r;
+}
+
+// The step's noise generator, advanced past the noise of the patches before `shard`'s: torch's
+// CPU uniform draws one number per element, in order, so this shard's draws are its slice of the
+// whole batch's (N processes train exactly like one with N times the batch).
+at::Generator shard_generator(uint64_t seed, int64_t it, const DataShard& shard, int64_t latent_elements_per_patch,
+                              int batch) {
+  at::Generator g = step_generator(seed, it);
+  const int64_t before = static_cast<int64_t>(batch) * shard.index * latent_elements_per_patch;
+  if (before > 0) torch::rand({before}, g);
+  return g;
 }
 
 std::string info_to_json(const CodecCheckpointInfo& info) {
@@ -271,13 +285,18 @@ class CodecObjective final : public TrainingObjective {
   }
   std::string progress_label() const override { return "train codec"; }
   double training_pixels() const override { return static_cast<double>(dataset_->pixel_count()); }
-  TrainBatch make_batch(int64_t index) const override { return dataset_->batch(options_.seed, index, NoiseSpec{}); }
+  TrainBatch make_batch(int64_t index) const override {
+    return dataset_->batch(options_.seed, index, NoiseSpec{}, data_shard());
+  }
 
   torch::Tensor loss(const TrainBatch& batch, int64_t iteration) override {
     const torch::Tensor x = batch.clean.to(device_);
-    const torch::Tensor r = step_rates(iteration, options_.patches.batch, rates_);
-    const CodecOutput out =
-        model_->forward(x, model_->gains(r), model_->inverse_gains(r), step_generator(options_.seed, iteration));
+    const int batch_size = options_.patches.batch;
+    const torch::Tensor r = step_rates(iteration, batch_size, batch.shard, rates_);
+    const int64_t latent_side = (options_.patches.patch + CodecModelImpl::kStride - 1) / CodecModelImpl::kStride;
+    const CodecOutput out = model_->forward(
+        x, model_->gains(r), model_->inverse_gains(r),
+        shard_generator(options_.seed, iteration, batch.shard, spec_.m * latent_side * latent_side, batch_size));
     const torch::Tensor mse = (out.x_hat - x).pow(2).mean({1, 2, 3});
     const int64_t patch_pixels = static_cast<int64_t>(options_.patches.patch) * options_.patches.patch;
     const torch::Tensor bpp = bits_per_pixel(out.likelihoods, patch_pixels);

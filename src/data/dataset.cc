@@ -151,26 +151,41 @@ PatchDataset PatchDataset::from_folder(const std::string& clean_dir, const std::
   return PatchDataset(std::move(clean), std::move(noisy), options);
 }
 
-TrainBatch PatchDataset::batch(uint64_t seed, int64_t index, const NoiseSpec& noise) const {
+TrainBatch PatchDataset::batch(uint64_t seed, int64_t index, const NoiseSpec& noise, const DataShard& shard) const {
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count)
+    throw Error("data shard " + std::to_string(shard.index) + " of " + std::to_string(shard.count) + " (internal)");
   torch::NoGradGuard no_grad;
   std::mt19937_64 rng(derive_seed(seed, index, 0));
   const int64_t p = options_.patch;
+  // Noise made from the step's seed depends on the whole batch's shape (and, for Poisson, its
+  // pixels): a shard gets the slice of the whole batch's noise, not noise of its own.
+  const bool whole_batch_noise = shard.count > 1 && !has_pairs() && noise.kind != NoiseKind::kNone;
+  const int64_t total = static_cast<int64_t>(options_.batch) * shard.count;
+  const int64_t first = static_cast<int64_t>(options_.batch) * shard.index, last = first + options_.batch;
+  const int64_t cut_from = whole_batch_noise ? 0 : first, cut_to = whole_batch_noise ? total : last;
   std::vector<torch::Tensor> clean, noisy;
-  clean.reserve(options_.batch);
-  for (int b = 0; b < options_.batch; ++b) {
+  clean.reserve(cut_to - cut_from);
+  for (int64_t b = 0; b < total; ++b) {
+    // Every patch's draws are made, in order, so a shard's crops are the whole batch's.
     size_t i = uniform_below(rng, clean_.size());
     const torch::Tensor& img = clean_[i];
     int64_t y = static_cast<int64_t>(uniform_below(rng, img.size(1) - p + 1));
     int64_t x = static_cast<int64_t>(uniform_below(rng, img.size(2) - p + 1));
     uint64_t t = options_.augment ? uniform_below(rng, 8) : 0;
+    if (b < cut_from || b >= cut_to) continue;
     auto crop = [&](const torch::Tensor& src) { return dihedral(src.slice(1, y, y + p).slice(2, x, x + p), t); };
     clean.push_back(crop(img));
     if (has_pairs()) noisy.push_back(crop(noisy_[i]));
   }
   TrainBatch out;
   out.index = index;
+  out.shard = shard;
   out.clean = torch::stack(clean);
   out.noisy = has_pairs() ? torch::stack(noisy) : add_noise(out.clean, noise, derive_seed(seed, index, 1));
+  if (whole_batch_noise) {
+    out.clean = out.clean.narrow(0, first, options_.batch).contiguous();
+    out.noisy = out.noisy.narrow(0, first, options_.batch).contiguous();
+  }
   return out;
 }
 

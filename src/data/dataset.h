@@ -19,11 +19,22 @@
 
 namespace bottleneck {
 
+// The part of every step's batch one process of a data-parallel run trains on: with `count`
+// processes of batch B, the step's batch is the count x B patches one process of batch count x B
+// would draw, and shard `index` is patches [index x B, (index + 1) x B) of it. So N processes
+// train exactly like one with N times the batch. count = 1: the whole batch.
+struct DataShard {
+  int index = 0;  // 0 .. count - 1 (the rank)
+  int count = 1;  // processes (the world size), >= 1
+  bool operator==(const DataShard& o) const { return index == o.index && count == o.count; }
+};
+
 // One training step's data.
 struct TrainBatch {
   int64_t index = 0;    // step number the batch was made for
   torch::Tensor clean;  // B x C x P x P in [0,1]
   torch::Tensor noisy;  // same shape: synthetic noise, or the real noisy crop of a pair
+  DataShard shard;      // the part of the step's batch these patches are
 };
 
 // Random patches from images held in memory. A batch is a pure function of (seed, index): the
@@ -46,8 +57,11 @@ class PatchDataset {
                                   int64_t max_pixels = kDefaultMaxPixels,
                                   std::vector<std::string>* skipped = nullptr);
 
-  // Synthetic noise is used only when the dataset has no pairs.
-  TrainBatch batch(uint64_t seed, int64_t index, const NoiseSpec& noise) const;
+  // Synthetic noise is used only when the dataset has no pairs. `shard`'s patches of the step's
+  // batch: its crops are those of the whole batch (all are drawn, only the shard's are cut);
+  // synthetic noise, which is drawn for the batch as a whole, is made for the whole batch and
+  // sliced, so every process pays for the step's full noise.
+  TrainBatch batch(uint64_t seed, int64_t index, const NoiseSpec& noise, const DataShard& shard = {}) const;
 
   size_t size() const { return clean_.size(); }
   // Pixels (per channel) of all clean images: what one epoch covers.

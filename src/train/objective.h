@@ -5,7 +5,8 @@
 // metrics rows, the best-checkpoint rule and every write; an objective owns the network, the
 // data, the loss of a batch, its running figures and its validation. Denoising
 // (train/trainer.cc) and the codec (codec/codec_trainer.cc) are objectives; anomaly
-// reconstruction and multi-process training plug in here.
+// reconstruction plugs in here; data-parallel training is the loop's (an objective only passes
+// data_shard() to its batches).
 
 #include <cstdint>
 #include <string>
@@ -44,8 +45,13 @@ class TrainingObjective {
   virtual std::string progress_label() const = 0;
   // Pixels of the training set, for options.epochs.
   virtual double training_pixels() const = 0;
-  // Batch `index` of the run: a pure function of (seed, index); called on loader threads.
+  // Batch `index` of the run: a pure function of (seed, index, data_shard()); called on loader
+  // threads. Pass data_shard() to PatchDataset::batch: the loop refuses a batch of another shard.
   virtual TrainBatch make_batch(int64_t index) const = 0;
+  // Set by the loop before the first batch: the part of every step's batch this process trains
+  // on (data-parallel training; {0, 1} in a single process).
+  const DataShard& data_shard() const { return shard_; }
+  void set_data_shard(const DataShard& shard) { shard_ = shard; }
 
   // The loss of step `iteration` (0-based) on its batch, a scalar with a graph. The objective
   // records the step's own running figures here (they appear in the next metrics row).
@@ -78,6 +84,9 @@ class TrainingObjective {
   virtual void prepare_for_training() {}
 
   virtual void write_curves(const std::string& path, const MetricsLog& metrics) const = 0;
+
+ private:
+  DataShard shard_;
 };
 
 }  // namespace bottleneck

@@ -17,6 +17,9 @@ namespace fs = std::filesystem;
 namespace bottleneck {
 
 RunDirectory::RunDirectory(const Options& o, const Logger& log) : dir_(o.dir), writer_(o.writer) {
+  // A process that writes nothing (a rank other than 0) checks nothing either: on another
+  // machine the directory may not exist, and rank 0 makes every check for the run.
+  if (!writer_) return;
   const std::string last = path("last.ckpt");
   std::error_code ec;
   if (!o.resume && fs::exists(last, ec))
@@ -30,7 +33,6 @@ RunDirectory::RunDirectory(const Options& o, const Logger& log) : dir_(o.dir), w
       throw UsageError("the run directory " + dir_ + " lies inside the " + what + " " + input +
                        ": its samples and curves would be read as images; choose a run directory outside it");
   }
-  if (!writer_) return;
   fs::create_directories(dir_, ec);
   for (const auto& sub : o.subfolders)
     if (!ec) fs::create_directories(path(sub), ec);

@@ -63,6 +63,7 @@ void check_fields(const TrainOptions& o, Report&& report) {
   report("val_noise", noise_problem(o.val_noise));
   report("patch", outside(o.patches.patch, 8, kMaxPatch));
   report("batch", outside(o.patches.batch, 1, std::numeric_limits<int>::max()));
+  report("processes", outside(o.processes, 1, 1 << 20));
   report("iters", outside<int64_t>(o.iterations, 1, kMaxSteps));
   report("epochs", outside(o.epochs, 0.0, kMaxEpochs));
   report("lr", o.lr > 0 && o.lr <= 1 ? "" : "must be > 0 and at most 1, got " + number_text(o.lr));
@@ -163,6 +164,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("workers", o.loader_workers);
   v("max_pixels", o.max_pixels);
   v("seed", o.seed);
+  v("processes", o.processes);
   v("task", o.task);
   v("lambdas", o.lambdas);
   v("codec_n", o.codec_n);

@@ -56,6 +56,10 @@ struct TrainOptions {
   int64_t max_pixels = kDefaultMaxPixels;  // training and validation images with more pixels
                                  // are skipped with a warning, refused from the header (bombs)
   uint64_t seed = 0;             // initialisation, patch sampling and noise all derive from it
+  int processes = 1;             // processes training the run together (the launcher's
+                                 // WORLD_SIZE, set by the loop, not a flag): a step's batch is
+                                 // processes x patches.batch patches, so a resume with another
+                                 // count would be another run's batches and is refused
 
   // compress only. One model is trained for every rate: each lambda (> 0) is one rate point of
   // the loss lambda x 255^2 x MSE + bpp (CompressAI's MSE qualities 1-7 by default).

@@ -92,7 +92,9 @@ class DenoiseObjective final : public TrainingObjective {
   double training_pixels() const override { return static_cast<double>(dataset_->pixel_count()); }
   // Patches and noise come from (seed, step): a resumed run draws exactly the batches the
   // uninterrupted run would have drawn at the same steps.
-  TrainBatch make_batch(int64_t index) const override { return dataset_->batch(options_.seed, index, noise_); }
+  TrainBatch make_batch(int64_t index) const override {
+    return dataset_->batch(options_.seed, index, noise_, data_shard());
+  }
 
   torch::Tensor loss(const TrainBatch& batch, int64_t) override {
     auto clean = batch.clean.to(device_);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed/distributed_env.h"
 #include "util/log.h"
 #include "runtime/runtime.h"
 #include "train/train_config.h"
@@ -23,6 +24,8 @@ struct TrainControl {
   std::string layout = "auto";             // CPU memory layout: "auto" (the faster here, measured
                                            // once per machine and kept in RUN_DIR/layout.json),
                                            // "nchw" or "channels-last"
+  DistributedOptions distributed;          // this process's rank in a data-parallel run (from the
+                                           // launcher's environment) and --dist-timeout
 };
 
 struct TrainResult {

@@ -25,6 +25,8 @@ struct LoopResult {
   double best = 0;                // NaN without validation
   double patches_per_second = 0;  // this invocation, with the loader
   double seconds = 0;             // wall time of this invocation's loop
+  double communication_seconds = 0;  // of which in collectives (data-parallel runs; else 0)
+  int processes = 1;              // ranks that trained together (patches_per_second is theirs)
 };
 
 // Builds the task's objective once the run directory is open: loads the data, builds and seeds
@@ -38,7 +40,13 @@ using ObjectiveFactory = std::function<std::unique_ptr<TrainingObjective>(const 
 // another run's checkpoint or config is refused, naming the field. Throws Error for bad data, a
 // non-finite loss or weights (the last good checkpoint is kept), UsageError for bad options.
 // `*objective_out`, when given, receives the objective (for the task's result).
-LoopResult run_training(TrainOptions options, const TrainControl& control, const Runtime& runtime, const Logger& log,
-                        const ObjectiveFactory& make_objective, std::unique_ptr<TrainingObjective>* objective_out);
+//
+// With control.distributed.world_size > 1 this process is one rank of a data-parallel run
+// (distributed/process_group.h): it joins the others, trains on its data_shard() of every step,
+// averages gradients with them before every update and stops with them; rank 0 alone writes the
+// run's files and logs; a rank that fails or vanishes ends every rank with an Error.
+LoopResult run_training(TrainOptions options, const TrainControl& control, const Runtime& runtime,
+                        const Logger& log, const ObjectiveFactory& make_objective,
+                        std::unique_ptr<TrainingObjective>* objective_out);
 
 }  // namespace bottleneck
