@@ -23,11 +23,19 @@ if(BOTTLENECK_C10D_INCLUDE AND BOTTLENECK_GLOO_INCLUDE)
 else()
   message(STATUS "Distributed training: off (no Gloo headers; Debian: apt-get install libgloo-dev)")
 endif()
-# A CUDA LibTorch: one process per GPU over NCCL.
+# A CUDA LibTorch: one process per GPU over NCCL. c10d's NCCL header includes <nccl.h>, which
+# LibTorch downloads do not carry (the CUDA toolkit's or libnccl-dev's does).
 if(TORCH_CUDA_LIBRARIES AND BOTTLENECK_C10D_INCLUDE AND
    EXISTS "${BOTTLENECK_C10D_INCLUDE}/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp")
-  list(APPEND BOTTLENECK_DISTRIBUTED_DEFINES BOTTLENECK_HAVE_NCCL=1 USE_C10D_NCCL=1)
-  message(STATUS "Distributed training: NCCL (CUDA LibTorch)")
+  find_path(BOTTLENECK_NCCL_INCLUDE nccl.h HINTS ${TORCH_INCLUDE_DIRS} ${CUDAToolkit_INCLUDE_DIRS}
+            "${CUDA_TOOLKIT_ROOT_DIR}/include" ENV NCCL_ROOT PATH_SUFFIXES include)
+  if(BOTTLENECK_NCCL_INCLUDE)
+    list(APPEND BOTTLENECK_DISTRIBUTED_DEFINES BOTTLENECK_HAVE_NCCL=1 USE_C10D_NCCL=1)
+    set_property(SOURCE "${BOTTLENECK_DISTRIBUTED_SOURCE}" APPEND PROPERTY INCLUDE_DIRECTORIES "${BOTTLENECK_NCCL_INCLUDE}")
+    message(STATUS "Distributed training: NCCL (CUDA LibTorch; nccl.h in ${BOTTLENECK_NCCL_INCLUDE})")
+  else()
+    message(STATUS "Distributed training: no NCCL (CUDA LibTorch, but no nccl.h: install NCCL's headers or set NCCL_ROOT); several processes on GPUs are refused")
+  endif()
 endif()
 if(BOTTLENECK_DISTRIBUTED_DEFINES)
   set_source_files_properties("${BOTTLENECK_DISTRIBUTED_SOURCE}" PROPERTIES

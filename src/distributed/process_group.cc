@@ -195,7 +195,8 @@ std::unique_ptr<ProcessGroup> ProcessGroup::join(const DistributedOptions& optio
     if (!device.is_cpu())
       throw Error(ErrorKind::kUnsupported, who,
                   "distributed training on " + device.str() +
-                      " needs NCCL, which this build lacks (built against a CPU LibTorch); train on --device cpu");
+                      " needs NCCL, which this build lacks (CMake found no CUDA LibTorch with NCCL's nccl.h); "
+                      "train on --device cpu, or rebuild");
     auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
     // GLOO_SOCKET_IFNAME as PyTorch reads it; a loopback master means every rank runs here.
     if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && ifname[0])
