@@ -44,6 +44,12 @@ TEST(Runtime, TheCliRunsWithTheOpenBlasKernelsTheRuleChooses) {
   const std::string wanted = openblas_core_for_this_cpu(seen.front());
   EXPECT_EQ(seen.back(), wanted.empty() ? seen.front() : wanted) << r.output;
 
+  // Commands that do not re-execute (compress, decompress, info, --version) switch the kernels
+  // in place (switch_openblas_core) before anything runs BLAS.
+  const auto in_place = run_command("env -u OPENBLAS_CORETYPE OPENBLAS_VERBOSE=2 " + cli + " --version");
+  ASSERT_EQ(in_place.exit_code, 0) << in_place.output;
+  EXPECT_EQ(cores(in_place.output).back(), wanted.empty() ? seen.front() : wanted) << in_place.output;
+
   const auto mine = run_command("OPENBLAS_CORETYPE=Prescott OPENBLAS_VERBOSE=2 " + cli + " denoise " + dir / "in" +
                                 " " + dir / "out2" + " -q");
   ASSERT_EQ(mine.exit_code, 0) << mine.output;

@@ -144,9 +144,10 @@ std::string bad_value_message(cxxopts::Options& options, const std::vector<char*
 //   threads as with 1; passive, 0.96x, for a 3% loss on an idle machine (bench row 3c). A user
 //   who sets OMP_WAIT_POLICY gets no exec for it.
 // - OPENBLAS_CORETYPE, only where OpenBLAS fell back to its generic kernels on a CPU it does not
-//   know (runtime.h: openblas_core_override): training on one thread ran 1.15x as fast (16.1-16.2
-//   -> 18.4-18.7 patches/s; with 2 threads LibTorch called no BLAS and nothing changed) and
-//   torch::mm 2048^2 4.5x as fast.
+//   know (runtime.h: openblas_core_override) and cannot be switched in place (run() first tries
+//   switch_openblas_core(), which needs no exec): training on one thread ran 1.15x as fast
+//   (16.1-16.2 -> 18.4-18.7 patches/s) and torch::mm 2048^2 4.5x as fast; the codec's compress
+//   of Kodak kodim03 ran 1.30x as fast at 2 threads.
 // (The exec also asked glibc for huge pages until the CPU block cache made fresh mappings rare:
 // with the cache, Kodak took 10.6-11.0 s with them and 10.6-10.7 s without, at the same peak
 // RSS.) Returns only if no exec was needed or it failed.
@@ -159,6 +160,8 @@ void reexec_with_runtime_environment(char** argv) {
 }
 
 int run(int argc, char** argv) {
+  // Before anything runs BLAS, and before the exec below, which then need not ask for a core.
+  switch_openblas_core();
   const std::vector<Command> commands = all_commands();
 
   // Find the command: the first argument that is neither an option nor an option's value.
@@ -197,8 +200,10 @@ int run(int argc, char** argv) {
   for (const auto& c : commands)
     if (c.name == name) command = &c;
   if (!command) return usage_error("unknown command '" + name + "'");
-  if (name == "denoise" || name == "eval" || name == "train" || name == "bench" || name == "compress" ||
-      name == "decompress")
+  // Not compress / decompress: a second LibTorch start-up is most of a one-photo command's time
+  // (Kodak kodim03, --quality 50, 2 threads: 1.37x the wall time and 1.44x the CPU time with the
+  // exec as without it, farm-bench median of 5 pairs, 2026-12-01).
+  if (name == "denoise" || name == "eval" || name == "train" || name == "bench")
     reexec_with_runtime_environment(argv);
 
   cxxopts::Options options("bottleneck " + name, command->summary);

@@ -152,6 +152,21 @@ std::string openblas_core_to_request() {
   return openblas_core_for_this_cpu(fn());
 }
 
+std::string switch_openblas_core() {
+  const std::string core = openblas_core_to_request();
+  if (core.empty()) return "";
+  using Hook = void (*)();
+  auto quit = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+  auto init = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+  using CoreName = char* (*)();
+  auto name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (quit == nullptr || init == nullptr || name == nullptr) return "";
+  if (setenv("OPENBLAS_CORETYPE", core.c_str(), 1) != 0) return "";
+  quit();
+  init();  // an unknown name would make it fall back to Prescott, never leave it without kernels
+  return name() ? name() : "";
+}
+
 Runtime apply_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) throw UsageError("--threads must be >= 0 (0 = all hardware threads)");
   // Beyond the cores, intra-op threads only slow LibTorch down, and OpenMP starts every one of

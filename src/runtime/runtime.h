@@ -50,6 +50,13 @@ std::string openblas_core_for_this_cpu(const std::string& detected_core);
 // the BLAS here, or the user already chose OPENBLAS_CORETYPE.
 std::string openblas_core_to_request();
 
+// Gives the OpenBLAS loaded in this process the kernels of openblas_core_to_request() now, without
+// restarting the process: it exports gotoblas_dynamic_quit / gotoblas_dynamic_init, and init
+// re-reads OPENBLAS_CORETYPE (set here too, so a child process inherits the choice). Call it
+// before anything runs BLAS. Returns the core now in use ("" when nothing was asked for, or this
+// OpenBLAS cannot switch: then only OPENBLAS_CORETYPE at start-up does it).
+std::string switch_openblas_core();
+
 // Whether LibTorch can run a bfloat16 convolution on this CPU in this process. It cannot when
 // ONEDNN_MAX_CPU_ISA caps oneDNN below the CPU's AVX-512: LibTorch then still routes bf16
 // convolutions to oneDNN (it checks the CPU, not the cap), which refuses them ("could not create
