@@ -346,11 +346,14 @@ TEST(Distributed, TheCodecTrainsLikeOneProcessWithTheDoubledBatch) {
   ASSERT_EQ(one.exit_code, 0) << one.output;
   const int port = free_port();
   std::vector<pid_t> ranks;
+  // Rank 1 is told of a run directory that does not exist, as on another machine: it writes
+  // nothing, so it never notices.
   for (int r = 0; r < 2; ++r)
-    ranks.push_back(start_rank("train --out " + dir / "two" + common + " --batch 2", r, 2, port,
-                               dir / ("rank" + std::to_string(r) + ".log")));
+    ranks.push_back(start_rank("train --out " + (r == 0 ? dir / "two" : dir / "elsewhere/two") + common + " --batch 2",
+                               r, 2, port, dir / ("rank" + std::to_string(r) + ".log")));
   for (int r = 0; r < 2; ++r)
     ASSERT_EQ(wait_for(ranks[r], 120), 0) << text_of(dir / ("rank" + std::to_string(r) + ".log"));
+  EXPECT_FALSE(fs::exists(dir / "elsewhere"));
   size_t tensors = 0;
   const double diff = max_weight_difference(dir / "one/last.ckpt", dir / "two/last.ckpt", &tensors);
   EXPECT_GT(tensors, 8u);

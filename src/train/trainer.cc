@@ -64,8 +64,11 @@ class DenoiseObjective final : public TrainingObjective {
 
     // Before the run seeds torch: the probe's own networks draw from the global generator.
     const c10::ScalarType dtype = o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat;
+    // A rank other than 0 measures for itself and keeps nothing: it writes no file of the run
+    // (on another machine the run directory may not exist).
+    const std::string layout_cache = run.writes() ? run.path("layout.json") : "";
     const TrainingLayout layout = choose_training_layout(control.layout, runtime.device.is_cpu(), o.arch, dtype,
-                                                         o.patches.batch, o.patches.patch, runtime.threads, run.path("layout.json"));
+                                                         o.patches.batch, o.patches.patch, runtime.threads, layout_cache);
     if (layout.nchw_patches_per_s > 0)
       log.info("layout: ", layout.channels_last ? "channels-last" : "NCHW", " (", layout.how, ": NCHW ",
                fixed(layout.nchw_patches_per_s, 1), ", channels-last ", fixed(layout.channels_last_patches_per_s, 1),
