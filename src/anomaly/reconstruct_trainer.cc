@@ -7,7 +7,6 @@
 
 #include <torch/torch.h>
 
-#include "bottleneck/version.h"
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/noise.h"
@@ -16,6 +15,7 @@
 #include "image/image_io.h"
 #include "nets/models.h"
 #include "report/plot.h"
+#include "train/autoencoder_checkpoint.h"
 #include "train/objective.h"
 #include "train/run_directory.h"
 #include "train/training_loop.h"
@@ -174,29 +174,10 @@ class ReconstructObjective final : public TrainingObjective {
 
   void save_checkpoint(const std::string& path, const torch::optim::Optimizer* optimizer,
                        const LoopState& state) const override {
-    CheckpointInfo info;
-    info.arch = options_.arch;
-    info.config_json = state.config_json;
-    info.noise = to_string(noise_);
-    info.iteration = state.iteration;
-    info.best_val_psnr = state.best;
-    info.last_val_psnr = last_val_;
-    info.loss_window_sum = state.loss_sum;
-    info.loss_window_count = state.loss_count;
-    info.project_version = kVersion;
-    bottleneck::save_checkpoint(path, *model_, optimizer, info);
+    save_autoencoder_checkpoint(path, *model_, optimizer, state, {options_.arch, to_string(noise_), last_val_});
   }
   LoopState load_checkpoint(const std::string& path, torch::optim::Optimizer* optimizer) override {
-    load_checkpoint_state(path, *model_, optimizer);
-    const CheckpointInfo info = read_checkpoint_info(path);
-    LoopState state;
-    state.iteration = info.iteration;
-    state.best = info.best_val_psnr;
-    state.loss_sum = info.loss_window_sum;
-    state.loss_count = info.loss_window_count;
-    state.config_json = info.config_json;
-    last_val_ = info.last_val_psnr;
-    return state;
+    return load_autoencoder_checkpoint(path, *model_, optimizer, last_val_);
   }
 
   void write_curves(const std::string& path, const MetricsLog& metrics) const override {
