@@ -31,8 +31,8 @@ printf '%s\n' "$models" > "$stamp"
 echo "demo: results in $out/denoised (the *.compare.png files show clean | noisy | denoised)"
 
 # The learned codec: the photos as .bnc files and back, with original | ours | JPEG | WebP strips
-# at equal file size. The shipped codec is an early training snapshot; the strips show how far
-# behind JPEG it still is.
+# at equal file size. The shipped codec is a snapshot of a run still training: about JPEG's
+# quality per bit, well behind WebP, as the strips show.
 codec_stamp="$out/compressed/.model"
 codec_model="$(cksum "$root/models/codec.bnm")"
 if [ -d "$out/compressed" ] && [ "$(cat "$codec_stamp" 2>/dev/null)" != "$codec_model" ]; then
