@@ -239,6 +239,35 @@ def measured_section(table_file, heading, intro):
         return [f"## {heading}", "", intro, "", f.read().strip(), ""]
 
 
+def other_models_section(cli):
+    """The shipped models that are not denoisers, described from their files (`bottleneck info`);
+    their measurements live in the records they link to."""
+    entries = [
+        ("codec.bnm", "the learned image codec of `compress` and `decompress` (one model, every rate)",
+         ["model id", "codec", "parameters", "MACs per pixel", "lambdas", "iterations", "best val RD"],
+         "[training/codec/README](training/codec/README), RD benchmark against JPEG, WebP, JPEG 2000, "
+         "AVIF and JPEG XL in [training/codec-rd.md](training/codec-rd.md), architecture sweep in "
+         "[training/codec-sweep.md](training/codec-sweep.md)"),
+        ("anomaly-tile.pt", "an example detector for `score` (64 x 64 gray surface images, calibrated)",
+         ["arch", "parameters", "MACs per pixel", "training data", "iterations"],
+         "[training/anomaly-tile/README.md](training/anomaly-tile/README.md), benchmarks in "
+         "[training/anomaly.md](training/anomaly.md)"),
+    ]
+    lines = ["## Other shipped models", ""]
+    for name, role, keys, record in entries:
+        path = os.path.join(ROOT, "models", name)
+        if not os.path.exists(path):
+            continue
+        fields = info(cli, path)
+        lines.append(f"- **`{name}`** ({os.path.getsize(path) / 1e6:.1f} MB, {fields.get('kind', '?')}): {role}.")
+        for key in keys:
+            if key in fields:
+                value = relative_data(fields[key]) if key == "training data" else fields[key]
+                lines.append(f"  - {key}: `{value}`")
+        lines.append(f"  - measured: {record}.")
+    return lines + [""] if len(lines) > 2 else []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
@@ -287,6 +316,7 @@ def main():
         "Both runs began in fp32 and were resumed with `--precision bf16` (layers in bfloat16, weights "
         "and Adam in float32) at iterations 14339 (gray) and 2724 (colour), after this A/B run showed "
         "no loss of quality:")
+    lines += other_models_section(args.cli)
     lines += [
         "## Training", "",
         "Training runs only while a working session is open, so it is spread over sessions: "
