@@ -10,7 +10,6 @@
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/noise.h"
-#include "formats/checkpoint.h"
 #include "formats/model_file.h"
 #include "image/image_io.h"
 #include "nets/models.h"

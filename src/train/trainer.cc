@@ -8,12 +8,11 @@
 
 #include "data/dataset.h"
 #include "data/noise.h"
-#include "formats/checkpoint.h"
 #include "formats/model_file.h"
 #include "nets/models.h"
 #include "report/plot.h"
-#include "train/layout_probe.h"
 #include "train/autoencoder_checkpoint.h"
+#include "train/layout_probe.h"
 #include "train/objective.h"
 #include "train/run_directory.h"
 #include "train/training_loop.h"
