@@ -35,9 +35,10 @@ const std::vector<double> kLambdas = {0.002, 0.01, 0.05};
 // A tiny codec trained for a few seconds on synthetic pictures (rate + lambda distortion,
 // uniform noise, every rate in each batch): enough for the rate and the quality to grow with
 // the gain as in a real model, which an untrained one does not show.
-CodecModel tiny_model(uint64_t seed, int steps = 150) {
+CodecModel tiny_model(uint64_t seed, int steps = 150, const std::string& prior = "step") {
   torch::manual_seed(seed);
   CodecSpec spec;
+  spec.prior = prior;
   spec.n = 8;
   spec.m = 12;
   spec.activation = "gdn";
@@ -61,8 +62,8 @@ CodecModel tiny_model(uint64_t seed, int steps = 150) {
   return model;
 }
 
-std::string write_tiny_model(const std::string& path, uint64_t seed, int steps = 150) {
-  CodecModel model = tiny_model(seed, steps);
+std::string write_tiny_model(const std::string& path, uint64_t seed, int steps = 150, const std::string& prior = "step") {
+  CodecModel model = tiny_model(seed, steps, prior);
   CodecModelInfo meta;
   meta.lambdas = kLambdas;
   meta.iteration = 0;
@@ -115,7 +116,8 @@ TEST_F(CodecCompress, DecodeEqualsTheModelsQuantisedReconstructionForOddSizesGra
     SCOPED_TRACE(std::to_string(c.channels) + "x" + std::to_string(c.height) + "x" + std::to_string(c.width));
     const cv::Mat image = test_image(c.channels, c.height, c.width, 7);
     const CompressedImage z = compress_image(codec_, image, quality(c.quality));
-    EXPECT_EQ(z.quality, static_cast<float>(c.quality));
+    // Coded at the nearest half step of quality, which the file records.
+    EXPECT_EQ(z.quality, static_cast<float>(std::round(2 * c.quality) / 2));
     DecodeOptions keep;
     keep.keep_pixels = true;
     const DecompressedImage d = decompress_image(codec_, z.bytes.data(), z.bytes.size(), "x.bnc", keep);
@@ -133,6 +135,24 @@ TEST_F(CodecCompress, DecodeEqualsTheModelsQuantisedReconstructionForOddSizesGra
     EXPECT_EQ(d.symbols.size(1), (c.height + 15) / 16);
     EXPECT_NEAR(z.bpp, 8.0 * static_cast<double>(z.bytes.size()) / (c.height * c.width), 1e-12);
   }
+}
+
+// The first models' prior (one density of every rate's gained latents) still writes format 1,
+// loads with one table set, codes at any quality and decodes to its quantised reconstruction.
+TEST(CodecCompressGainedPrior, ModelsOfTheFirstPriorStillCodeAtAnyQuality) {
+  TempDir dir;
+  LoadedCodec codec = load_codec_model(write_tiny_model(dir / "gained.bnm", 4, 60, "gained"));
+  EXPECT_EQ(codec.info.format_version, 1);
+  EXPECT_EQ(codec.model->spec().prior, "gained");
+  EXPECT_EQ(codec.prior.steps(), 1u);
+  EXPECT_EQ(codec.prior.tables.size(), 12u);
+  const cv::Mat image = test_image(3, 37, 29, 7);
+  const CompressedImage z = compress_image(codec, image, quality(50.3));
+  EXPECT_EQ(z.quality, 50.3f);
+  DecodeOptions keep;
+  keep.keep_pixels = true;
+  const DecompressedImage d = decompress_image(codec, z.bytes.data(), z.bytes.size(), "g.bnc", keep);
+  EXPECT_TRUE(torch::equal(d.pixels, quantised_reconstruction(codec, mat_to_tensor(image), z.quality)));
 }
 
 TEST_F(CodecCompress, SymbolsAndBytesIdenticalOnOneAndTwoThreads) {
@@ -333,7 +353,9 @@ TEST_F(CodecCompress, ModelFileRoundTripsAndChecksItsId) {
   const LoadedCodec again = load_codec_model(*model_path_);
   EXPECT_EQ(again.info.id, codec_.info.id);
   EXPECT_EQ(again.info.lambdas, kLambdas);
-  EXPECT_EQ(again.prior.tables.size(), 12u);
+  EXPECT_EQ(again.info.format_version, 2);
+  EXPECT_EQ(again.prior.steps(), static_cast<size_t>(CodecModelImpl::kFrozenSteps));
+  EXPECT_EQ(again.prior.tables.size(), 12u * again.prior.steps());
   // The same weights give the same id; other weights another.
   EXPECT_EQ(codec_model_id(*tiny_model(1, 0), {}), codec_model_id(*tiny_model(1, 0), {}));
   EXPECT_NE(codec_model_id(*tiny_model(1, 0), {}), codec_model_id(*tiny_model(2, 0), {}));

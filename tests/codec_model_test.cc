@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "codec/codec_model.h"
@@ -19,9 +20,11 @@ using bottleneck::test::TempDir;
 
 namespace {
 
-CodecModel tiny_model(int channels = 3, const std::string& activation = "relu", int rates = 3) {
+CodecModel tiny_model(int channels = 3, const std::string& activation = "relu", int rates = 3,
+                      const std::string& prior = "step") {
   torch::manual_seed(3);
   CodecSpec spec;
+  spec.prior = prior;
   spec.channels = channels;
   spec.n = 8;
   spec.m = 6;
@@ -123,33 +126,66 @@ TEST(CodecModel, GainsInterpolateGeometricallyBetweenTrainedRates) {
   EXPECT_THROW(model->gains_at(2.5), Error);
 }
 
+// Both kinds of prior: a "step" one codes rate 1 with the tables frozen for rate 1's step, a
+// "gained" one with its single set.
 TEST(CodecModel, QuantisedLatentsRoundTripThroughFrozenTablesExactly) {
-  auto model = tiny_model();
-  model->eval();
-  const FrozenPrior frozen = freeze_prior(*model->prior);
+  for (const std::string prior : {"step", "gained"}) {
+    SCOPED_TRACE(prior);
+    auto model = tiny_model(3, "relu", 3, prior);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor rates = torch::tensor({1}, torch::kLong);
+    const torch::Tensor gain = model->gains(rates), prior_gain = model->prior_gain(gain);
+    EXPECT_EQ(prior_gain.defined(), prior == "step");
+    const FrozenPrior frozen = freeze_prior(*model->prior, 1e-9, prior_gain.defined() ? prior_gain.flatten(1) : torch::Tensor());
+    ASSERT_EQ(frozen.steps(), 1u);
+    const torch::Tensor x = test::synthetic_image(3, 41, 29, 5).unsqueeze(0);
+    const CodecOutput out = model->forward(x, gain, model->inverse_gains(rates));
+    const torch::Tensor symbols = model->prior->symbols(out.y_hat, prior_gain).contiguous();
+    const int32_t* s = symbols.data_ptr<int32_t>();
+    const int64_t channels = symbols.size(1), plane = symbols.size(2) * symbols.size(3);
+    RansEncoder enc;
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t k = 0; k < plane; ++k) enc.put(s[c * plane + k], frozen.table(0, c));
+    const std::vector<uint8_t> bytes = enc.finish();
+    RansDecoder dec(bytes.data(), bytes.size());
+    torch::Tensor decoded = torch::empty_like(symbols);
+    int32_t* d = decoded.data_ptr<int32_t>();
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t k = 0; k < plane; ++k) d[c * plane + k] = dec.get(frozen.table(0, c));
+    dec.finish_check();
+    ASSERT_TRUE(torch::equal(decoded, symbols));
+    // The decoded symbols give the model's quantised reconstruction exactly.
+    const torch::Tensor y = model->prior->dequantize(decoded, prior_gain);
+    EXPECT_TRUE(torch::equal(y, out.y_hat));
+    const torch::Tensor x_hat = model->synthesis(y * model->inverse_gains(rates)).slice(2, 0, 41).slice(3, 0, 29);
+    EXPECT_TRUE(torch::equal(x_hat, out.x_hat));
+  }
+}
+
+// The step prior's point: the likelihood of v = y * gain is the prior's mass over the bin
+// [v - 1/2, v + 1/2] / gain, so halving the step (gain 2) splits each unit bin's mass between
+// two symbols, and the estimated bits of the same latents grow by about one per value.
+TEST(CodecModel, StepPriorBinsAreTheLatentIntervalsOfTheirStep) {
+  auto model = tiny_model(3, "relu", 3, "step");
   torch::NoGradGuard no_grad;
-  const torch::Tensor x = test::synthetic_image(3, 41, 29, 5).unsqueeze(0);
-  const torch::Tensor rates = torch::tensor({1}, torch::kLong);
-  const CodecOutput out = model->forward(x, model->gains(rates), model->inverse_gains(rates));
-  const torch::Tensor symbols = model->prior->symbols(out.y_hat).contiguous();
-  const int32_t* s = symbols.data_ptr<int32_t>();
-  const int64_t channels = symbols.size(1), plane = symbols.size(2) * symbols.size(3);
-  RansEncoder enc;
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t k = 0; k < plane; ++k) enc.put(s[c * plane + k], frozen.tables[c]);
-  const std::vector<uint8_t> bytes = enc.finish();
-  RansDecoder dec(bytes.data(), bytes.size());
-  torch::Tensor decoded = torch::empty_like(symbols);
-  int32_t* d = decoded.data_ptr<int32_t>();
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t k = 0; k < plane; ++k) d[c * plane + k] = dec.get(frozen.tables[c]);
-  dec.finish_check();
-  ASSERT_TRUE(torch::equal(decoded, symbols));
-  // The decoded symbols give the model's quantised reconstruction exactly.
-  const torch::Tensor y = model->prior->dequantize(decoded);
-  EXPECT_TRUE(torch::equal(y, out.y_hat));
-  const torch::Tensor x_hat = model->synthesis(y * model->inverse_gains(rates)).slice(2, 0, 41).slice(3, 0, 29);
-  EXPECT_TRUE(torch::equal(x_hat, out.x_hat));
+  const torch::Tensor y = torch::linspace(-3, 3, 6 * 50).view({1, 6, 10, 5});
+  const torch::Tensor one = torch::ones({1, 6, 1, 1}), two = torch::full({1, 6, 1, 1}, 2.0);
+  // Symbol k at gain 2 is the bin [k - 1/2, k + 1/2] / 2 of y; the two halves of a unit bin add up.
+  const torch::Tensor k = torch::round(y);
+  const torch::Tensor unit = model->prior->likelihood(k, one);
+  const torch::Tensor halves =
+      model->prior->likelihood(2 * k - 0.5, two) + model->prior->likelihood(2 * k + 0.5, two);
+  EXPECT_TRUE(torch::allclose(unit, halves, 1e-4, 1e-6));
+  // Without a gain, the old reading: the same as gain 1.
+  EXPECT_TRUE(torch::allclose(model->prior->likelihood(k), unit));
+  // Finer steps cost more bits for the same latents.
+  const double bits1 = -torch::log2(model->prior->likelihood(model->prior->quantize(y, one), one)).sum().item<double>();
+  const double bits2 = -torch::log2(model->prior->likelihood(model->prior->quantize(2 * y, two), two)).sum().item<double>();
+  EXPECT_GT(bits2, bits1 + 0.5 * static_cast<double>(y.numel()));
+  // Symbols and values: quantize = dequantize(symbols) at any gain.
+  const torch::Tensor g = torch::rand({1, 6, 1, 1}) * 3 + 0.2;
+  EXPECT_TRUE(torch::allclose(model->prior->dequantize(model->prior->symbols(y * g, g), g), model->prior->quantize(y * g, g)));
 }
 
 TEST(CodecTrainer, AFewStepsReduceTheRateDistortionLoss) {
@@ -235,6 +271,43 @@ TEST(CodecTrainer, StopFlagWritesLastCheckpointAndResumeFinishes) {
   EXPECT_EQ(read_codec_checkpoint_info(dir / "run/last.ckpt").iteration, 10);
 }
 
+// Stage 2 of the shipped codec: a "step" run started (--init) from a "gained" run's weights;
+// the weights arrive unchanged, and another network's checkpoint is refused.
+TEST(CodecTrainer, InitStartsAStepPriorRunFromAGainedRunsWeights) {
+  torch::set_num_threads(1);
+  TempDir dir;
+  test::write_synthetic_images(dir / "train", 4, 3, 64, 64, 100);
+  Runtime runtime;
+  const Logger quiet(LogLevel::kQuiet);
+  TrainOptions first = tiny_run(dir, "gained");
+  first.val_dir.clear();
+  first.iterations = 6;
+  first.codec_prior = "gained";
+  ASSERT_TRUE(train_codec(first, TrainControl{}, runtime, quiet).finished);
+  const std::string ckpt = dir / "gained/last.ckpt";
+  const CodecCheckpointInfo info = read_codec_checkpoint_info(ckpt);
+  EXPECT_EQ(info.spec.prior, "gained");
+  CodecModel before(info.spec);
+  load_codec_checkpoint_state(ckpt, *before, nullptr);
+  CodecSpec step_spec = info.spec;
+  step_spec.prior = "step";
+  CodecModel started(step_spec);
+  init_codec_from_checkpoint(ckpt, *started);
+  const auto pb = before->named_parameters();
+  for (const auto& p : started->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+  CodecSpec wider = step_spec;
+  wider.n = 16;
+  CodecModel other(wider);
+  EXPECT_THROW(init_codec_from_checkpoint(ckpt, *other), Error);
+  // Through the trainer: a step run with --init trains from there.
+  TrainOptions second = tiny_run(dir, "step");
+  second.val_dir.clear();
+  second.iterations = 4;
+  second.init = ckpt;
+  ASSERT_TRUE(train_codec(second, TrainControl{}, runtime, quiet).finished);
+  EXPECT_EQ(read_codec_checkpoint_info(dir / "step/last.ckpt").spec.prior, "step");
+}
+
 TEST(CodecTrainer, CliTrainsAndResumesACompressRun) {
   TempDir dir;
   test::write_synthetic_images(dir / "train", 4, 3, 64, 64, 100);
@@ -273,6 +346,14 @@ TEST(CodecTrainConfig, OldConfigsLoadAsDenoiseAndCodecFieldsRoundTrip) {
   EXPECT_EQ(back.lambdas, o.lambdas);
   EXPECT_EQ(back.codec_m, 40);
   EXPECT_EQ(back.codec_activation, "gdn");
+  EXPECT_EQ(back.codec_prior, "step");
+  o.codec_prior = "gained";
+  EXPECT_EQ(train_options_from_json(to_json(o), TrainOptions(), "test").codec_prior, "gained");
+  // A codec run's config from before "codec_prior" existed was a run of the "gained" prior.
+  nlohmann::json before = nlohmann::json::parse(to_json(o));
+  before.erase("codec_prior");
+  EXPECT_EQ(train_options_from_json(before.dump(), TrainOptions(), "before").codec_prior, "gained");
+  o.codec_prior = "step";
   TrainOptions bad = o;
   bad.patches.patch = 40;
   EXPECT_THROW(validate(bad), UsageError);
@@ -281,5 +362,8 @@ TEST(CodecTrainConfig, OldConfigsLoadAsDenoiseAndCodecFieldsRoundTrip) {
   EXPECT_THROW(validate(bad), UsageError);
   bad = o;
   bad.codec_activation = "tanh";
+  EXPECT_THROW(validate(bad), UsageError);
+  bad = o;
+  bad.codec_prior = "hyper";
   EXPECT_THROW(validate(bad), UsageError);
 }

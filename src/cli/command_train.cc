@@ -43,7 +43,10 @@ void add_train_options(cxxopts::Options& o) {
        cxxopts::value<std::string>())
       ("codec-n", "compress: hidden channels of the transforms (default 64)", cxxopts::value<int>())
       ("codec-m", "compress: latent channels (default 96)", cxxopts::value<int>())
-      ("codec-activation", "compress: relu or gdn (default relu)", cxxopts::value<std::string>());
+      ("codec-activation", "compress: relu or gdn (default relu)", cxxopts::value<std::string>())
+      ("codec-prior", "compress: step (one density of the latents, each rate its own quantisation step) or "
+                      "gained (one density of every rate's gained latents, the first models') (default step)",
+       cxxopts::value<std::string>());
   o.add_options("Data")
       ("data", "folder of clean training images (recursive)", cxxopts::value<std::string>())
       ("pairs", "folder of real noisy versions of --data, matched by relative path", cxxopts::value<std::string>())
@@ -159,6 +162,7 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   set("codec-n", t.codec_n);
   set("codec-m", t.codec_m);
   set("codec-activation", t.codec_activation);
+  set("codec-prior", t.codec_prior);
   if (r.count("no-augment")) t.patches.augment = false;
   if (arch_options_given(r)) t.arch = arch_from_options(r);
   return t;

@@ -67,7 +67,7 @@ ModelId parse_id(const std::string& hex, const std::string& path) {
 std::string info_json(const CodecModelInfo& info) {
   nlohmann::ordered_json j;
   j["format"] = kCodecModelFormat;
-  j["format_version"] = kCodecModelVersion;
+  j["format_version"] = info.format_version;
   j["project_version"] = kVersion;
   j["model_id"] = model_id_hex(info.id);
   j["codec"] = nlohmann::json::parse(to_json(info.spec));
@@ -145,11 +145,19 @@ CodecModelInfo write_codec_model(const std::string& path, CodecModelImpl& model,
   if (static_cast<int>(meta.lambdas.size()) != model.spec().rates)
     throw Error(ErrorKind::kInvalidData, path, std::to_string(meta.lambdas.size()) + " lambdas for " +
                                                    std::to_string(model.spec().rates) + " rates");
-  const FrozenPrior frozen = freeze_prior(*model.prior, kCodecTailMass);
+  torch::Tensor step_gains;  // undefined for a "gained" prior: one table set
+  if (model.prior_gain(model.gains_at(0)).defined()) {
+    std::vector<torch::Tensor> rows;
+    for (int i = 0; i < model.frozen_steps(); ++i) rows.push_back(model.gains_at(model.step_position(i)).flatten());
+    step_gains = torch::stack(rows);
+  }
+  const FrozenPrior frozen = freeze_prior(*model.prior, kCodecTailMass, step_gains);
   meta.spec = model.spec();
   meta.id = codec_model_id(model, frozen.tables);
   meta.project_version = kVersion;
-  meta.format_version = kCodecModelVersion;
+  // Format 2 is what a "step" prior needs (a table set per step); "gained" models stay 1, so
+  // the builds before format 2 still read them.
+  meta.format_version = model.spec().prior == "step" ? kCodecModelVersion : 1;
   const std::vector<uint8_t> tables = serialize_cdf_tables(frozen.tables);
 
   torch::serialize::OutputArchive archive;
@@ -244,9 +252,11 @@ LoadedCodec load_codec_model(const std::string& path) {
     throw Error(ErrorKind::kCorrupt, path, "no CDF tables");
   tables = tables.contiguous();
   codec.prior.tables = parse_cdf_tables(tables.data_ptr<uint8_t>(), static_cast<size_t>(tables.numel()), path);
-  if (static_cast<int>(codec.prior.tables.size()) != info.spec.m)
+  const size_t want_tables = static_cast<size_t>(codec.model->frozen_steps()) * static_cast<size_t>(info.spec.m);
+  if (codec.prior.tables.size() != want_tables)
     throw Error(ErrorKind::kCorrupt, path, std::to_string(codec.prior.tables.size()) + " CDF tables for " +
-                                               std::to_string(info.spec.m) + " latent channels");
+                                               std::to_string(info.spec.m) + " latent channels at " +
+                                               std::to_string(codec.model->frozen_steps()) + " steps");
   info.id = codec_model_id(*codec.model, codec.prior.tables);
   if (info.id != stored)
     throw Error(ErrorKind::kCorrupt, path, "its contents hash to model id " + model_id_hex(info.id) +

@@ -21,7 +21,9 @@ namespace bottleneck {
 
 // Identifies our codec model files among torch archives; bumped on incompatible changes.
 inline constexpr const char* kCodecModelFormat = "bottleneck-codec-model";
-inline constexpr int64_t kCodecModelVersion = 1;
+// 1: "gained" priors, one CDF table per latent channel; 2: "step" priors, a table per channel
+// and frozen step (CodecModelImpl::frozen_steps), step-major.
+inline constexpr int64_t kCodecModelVersion = 2;
 // ".bnm" (BottleNeck Model), beside ".bnc" for the compressed images; a torch archive, not a
 // TorchScript module, so not ".pt". Free in shared-mime-info and Debian's mime.types.
 inline constexpr char kCodecModelExtension[] = ".bnm";
@@ -46,7 +48,7 @@ struct CodecModelInfo {
 struct LoadedCodec {
   CodecModelInfo info;
   CodecModel model{nullptr};
-  FrozenPrior prior;  // one table per latent channel; medians = model->prior->medians()
+  FrozenPrior prior;  // a table per latent channel and frozen step; medians = model->prior->medians()
 };
 
 // The model id: FNV-1a (128 bits) over the spec's JSON, then every parameter and buffer in

@@ -15,6 +15,7 @@ void validate(const CodecSpec& s) {
   if (s.activation != "relu" && s.activation != "gdn")
     throw UsageError("--codec-activation must be relu or gdn, got " + s.activation);
   if (s.rates < 1 || s.rates > 64) throw UsageError("codec: rates must be in 1..64, got " + std::to_string(s.rates));
+  if (s.prior != "step" && s.prior != "gained") throw UsageError("--codec-prior must be step or gained, got " + s.prior);
 }
 
 std::string to_json(const CodecSpec& s) {
@@ -24,6 +25,9 @@ std::string to_json(const CodecSpec& s) {
   j["m"] = s.m;
   j["activation"] = s.activation;
   j["rates"] = s.rates;
+  // Absent for "gained", so that the specs (and model ids) of the models made before the field
+  // existed are unchanged.
+  if (s.prior != "gained") j["prior"] = s.prior;
   return j.dump();
 }
 
@@ -36,6 +40,7 @@ CodecSpec codec_spec_from_json(const std::string& json_text) {
     s.m = j.at("m").get<int>();
     s.activation = j.at("activation").get<std::string>();
     s.rates = j.at("rates").get<int>();
+    s.prior = j.contains("prior") ? j.at("prior").get<std::string>() : "gained";
   } catch (const std::exception& e) {
     throw Error(ErrorKind::kCorrupt, "", std::string("codec spec: ") + first_line(e.what()));
   }
@@ -148,9 +153,9 @@ CodecOutput CodecModelImpl::forward(const torch::Tensor& x, const torch::Tensor&
   if (noise) {
     out.y_hat = y + (torch::rand(y.sizes(), *noise, y.options()) - 0.5);
   } else {
-    out.y_hat = prior->quantize(y);
+    out.y_hat = prior->quantize(y, prior_gain(gain));
   }
-  out.likelihoods = prior->likelihood(out.y_hat);
+  out.likelihoods = prior->likelihood(out.y_hat, prior_gain(gain));
   out.x_hat = g_s_->forward(out.y_hat * inverse_gain)
                   .index({torch::indexing::Slice(), torch::indexing::Slice(), torch::indexing::Slice(0, h),
                           torch::indexing::Slice(0, w)});

@@ -10,6 +10,11 @@
 // continuous rate adaptation"): rate r multiplies the latents by a learned gain vector gain[r]
 // before rounding and by inverse_gain[r] before synthesis, so a larger gain means finer
 // quantisation and more bits. Between trained rates the gains are interpolated geometrically.
+// The prior (spec.prior "step", the default) is the density of the latents before the gain,
+// each rate coding them with its own quantisation step 1/gain (entropy_bottleneck.h): one
+// density fits every rate. The first models (prior "gained") had one density of the gained
+// latents for all rates; it measured as a mixture, squeezing the trained rates together (0.47 to
+// 1.13 bpp on Kodak for lambdas 0.0018 to 0.0932, models/training/codec/README). They still load.
 //
 // Parameter names (they go into checkpoints; keep them stable): g_a.{0,2,4,6}.{weight,bias},
 // g_s.{0,2,4,6}.{weight,bias}, with GDN also g_a.{1,3,5}.{beta,gamma} and g_s.{1,3,5}.{beta,gamma};
@@ -33,6 +38,9 @@ struct CodecSpec {
   int m = 96;                      // latent channels, >= 1
   std::string activation = "relu"; // "relu", or "gdn" (GDN in g_a, inverse GDN in g_s)
   int rates = 1;                   // trained rate points (gain vectors), >= 1
+  std::string prior = "step";      // "step": the prior is of y, gain[r] sets the step; "gained":
+                                   // of y * gain[r] for every r (format 1 models; the JSON of
+                                   // their specs has no "prior", which is how they are told)
 };
 
 // Throws UsageError naming the first bad field.
@@ -77,6 +85,21 @@ class CodecModelImpl : public torch::nn::Module {
   // the neighbouring trained rates): 1 x M x 1 x 1 each.
   torch::Tensor gains_at(double r) const;
   torch::Tensor inverse_gains_at(double r) const;
+  // What the prior takes as its `gain` for latents gained by `gain`: that gain ("step" prior),
+  // or undefined ("gained": its density is already of the gained values).
+  torch::Tensor prior_gain(const torch::Tensor& gain) const { return spec_.prior == "step" ? gain : torch::Tensor(); }
+
+  // The rate positions a frozen model has tables for. A "step" prior needs a table set per
+  // quantisation step, so a frozen model codes at kFrozenSteps evenly spaced positions from the
+  // lowest trained rate to the highest (the half steps of quality 1..100, compressor.h: about
+  // 1% in file size between neighbours); "gained" needs one set for every rate, and codes at any
+  // position.
+  static constexpr int kFrozenSteps = 199;
+  int frozen_steps() const { return spec_.prior == "step" && spec_.rates > 1 ? kFrozenSteps : 1; }
+  // The rate position of step i (0 <= i < frozen_steps()), in 0 .. rates - 1.
+  double step_position(int step) const {
+    return frozen_steps() == 1 ? 0.0 : static_cast<double>(step) * (spec_.rates - 1) / (kFrozenSteps - 1);
+  }
 
   // x: B x C x H x W in [0, 1], any H, W >= 1. gain / inverse_gain: B (or 1) x M x 1 x 1.
   // With `noise` the latents get U(-1/2, 1/2) noise drawn from it (training); without, they are

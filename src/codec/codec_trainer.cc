@@ -15,6 +15,7 @@
 #include "util/atomic_file.h"
 #include "bottleneck/version.h"
 #include "formats/checkpoint.h"
+#include "codec/codec_file.h"
 #include "codec/rans.h"
 #include "data/dataset.h"
 #include "util/error.h"
@@ -182,6 +183,7 @@ CodecSpec spec_of(const TrainOptions& o) {
   s.n = o.codec_n;
   s.m = o.codec_m;
   s.activation = o.codec_activation;
+  s.prior = o.codec_prior;
   s.rates = static_cast<int>(o.lambdas.size());
   return s;
 }
@@ -206,26 +208,39 @@ void load_codec_checkpoint_state(const std::string& path, CodecModelImpl& model,
   load_module_state(path, archive, model, optimizer);
 }
 
+void init_codec_from_checkpoint(const std::string& path, CodecModelImpl& model) {
+  auto archive = open_archive(path);
+  CodecCheckpointInfo info = parse_info(path, archive);
+  // The prior's kind is how its density is read, not a shape: a model of either kind starts
+  // the other (its density then adapts to the other reading).
+  info.spec.prior = model.spec().prior;
+  if (to_json(info.spec) != to_json(model.spec()))
+    throw Error(ErrorKind::kInvalidData, path, "--init: checkpoint is for a different codec network: " + to_json(info.spec));
+  load_module_state(path, archive, model, nullptr);
+}
+
 CodecValidation validate_codec(CodecModelImpl& model, const std::vector<torch::Tensor>& images,
                                const std::vector<double>& lambdas, bool real_bits) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   const size_t rates = lambdas.size();
+  const torch::Tensor all = torch::arange(static_cast<int64_t>(rates), torch::kLong);
+  const torch::Tensor gains = model.gains(all), prior_gains = model.prior_gain(gains);
+  // A "step" prior has tables for each trained rate's step; a "gained" one, one set for all.
   FrozenPrior frozen;
-  if (real_bits) frozen = freeze_prior(*model.prior);
+  if (real_bits) frozen = freeze_prior(*model.prior, kCodecTailMass, prior_gains.defined() ? prior_gains.flatten(1) : torch::Tensor());
   else model.prior->update_medians();
   CodecValidation v;
   v.rates.resize(rates);
   for (size_t r = 0; r < rates; ++r) v.rates[r].lambda = lambdas[r], v.rates[r].real_bpp = real_bits ? 0 : kNaN;
-  const torch::Tensor all = torch::arange(static_cast<int64_t>(rates), torch::kLong);
   for (const auto& image : images) {
     const int64_t pixels = image.size(1) * image.size(2);
     const torch::Tensor x = image.unsqueeze(0).expand({static_cast<int64_t>(rates), -1, -1, -1});
-    const CodecOutput out = model.forward(x, model.gains(all), model.inverse_gains(all));
+    const CodecOutput out = model.forward(x, gains, model.inverse_gains(all));
     const torch::Tensor bpp = bits_per_pixel(out.likelihoods, pixels);
     const torch::Tensor decoded = out.x_hat.clamp(0, 1).mul(255).round().div(255);
-    const torch::Tensor symbols = real_bits ? model.prior->symbols(out.y_hat).contiguous() : torch::Tensor();
+    const torch::Tensor symbols = real_bits ? model.prior->symbols(out.y_hat, prior_gains).contiguous() : torch::Tensor();
     for (size_t r = 0; r < rates; ++r) {
       const double mse = (decoded[r] - image).pow(2).mean().item<double>();
       v.rates[r].bpp += bpp[r].item<double>();
@@ -237,7 +252,8 @@ CodecValidation validate_codec(CodecModelImpl& model, const std::vector<torch::T
         const int32_t* p = s.data_ptr<int32_t>();
         const int64_t plane = s.size(1) * s.size(2);
         for (int64_t c = 0; c < s.size(0); ++c)
-          for (int64_t k = 0; k < plane; ++k) enc.put(p[c * plane + k], frozen.tables[c]);
+          for (int64_t k = 0; k < plane; ++k)
+            enc.put(p[c * plane + k], frozen.table(frozen.steps() == 1 ? 0 : r, static_cast<size_t>(c)));
         const double bytes = static_cast<double>(enc.finish().size()) + kContainerBytes;
         v.rates[r].real_bpp += 8 * bytes / static_cast<double>(pixels);
       }
@@ -258,7 +274,7 @@ namespace {
 // Rate-distortion training of the codec (the header says what the loss and validation are).
 class CodecObjective final : public TrainingObjective {
  public:
-  CodecObjective(const TrainOptions& o, const Runtime& runtime, const Logger& log, CodecTrainResult* result)
+  CodecObjective(const TrainOptions& o, bool resume, const Runtime& runtime, const Logger& log, CodecTrainResult* result)
       : options_(o), spec_(spec_of(o)), rates_(o.lambdas.size()), device_(runtime.device) {
     log.info("loading training images from ", o.data_dir);
     dataset_ = std::make_unique<PatchDataset>(PatchDataset::from_folder(
@@ -272,6 +288,10 @@ class CodecObjective final : public TrainingObjective {
     }
     torch::manual_seed(o.seed);
     model_ = CodecModel(spec_, o.lambdas);
+    if (!resume && !o.init.empty()) {
+      init_codec_from_checkpoint(o.init, *model_);
+      log.info("starting from the weights of ", o.init);
+    }
     model_->to(runtime.device);
     lambda_table_ = torch::tensor(o.lambdas, torch::kDouble).to(torch::kFloat);
     window_.assign(4 * rates_, 0.0);
@@ -408,7 +428,7 @@ CodecTrainResult train_codec(const TrainOptions& options, const TrainControl& co
   std::unique_ptr<TrainingObjective> objective;
   const LoopResult loop = run_training(
       options, control, runtime, log,
-      [&](const RunDirectory&) { return std::make_unique<CodecObjective>(options, runtime, log, &result); },
+      [&](const RunDirectory&) { return std::make_unique<CodecObjective>(options, control.resume, runtime, log, &result); },
       &objective);
   result.last = static_cast<CodecObjective&>(*objective).last();
   result.iteration = loop.iteration;

@@ -86,5 +86,8 @@ void save_codec_checkpoint(const std::string& path, const CodecModelImpl& model,
 CodecCheckpointInfo read_codec_checkpoint_info(const std::string& path);
 // Loads weights (and the optimizer state, if given) into a model built from the info's spec.
 void load_codec_checkpoint_state(const std::string& path, CodecModelImpl& model, torch::optim::Optimizer* optimizer);
+// `train --task compress --init`: the weights of a codec checkpoint of the same network (either
+// prior kind) into a new run's model; Error(kInvalidData) naming the checkpoint otherwise.
+void init_codec_from_checkpoint(const std::string& path, CodecModelImpl& model);
 
 }  // namespace bottleneck

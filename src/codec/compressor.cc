@@ -24,6 +24,29 @@ constexpr int kPsnrSearchSteps = 12;
 
 int64_t latent_side(int64_t pixels) { return (pixels + CodecModelImpl::kStride - 1) / CodecModelImpl::kStride; }
 
+// Where a quality codes: its rate position and the frozen table set. A "step" prior codes at the
+// frozen step nearest the quality; a "gained" one at the quality itself, with its one set.
+struct RatePoint {
+  double position = 0;
+  size_t step = 0;
+};
+
+RatePoint rate_point(const CodecModelImpl& m, float quality) {
+  const double r = rate_position(quality, m.spec().rates);
+  if (m.spec().prior != "step") return {r, 0};
+  if (m.frozen_steps() == 1) return {0.0, 0};
+  const int step = static_cast<int>(std::lround(r / (m.spec().rates - 1) * (m.frozen_steps() - 1)));
+  return {m.step_position(step), static_cast<size_t>(step)};
+}
+
+// The quality a file records for `quality`: that of its frozen step (the decoder finds the
+// step again from it), or itself for a "gained" prior.
+float coded_quality(const CodecModelImpl& m, float quality) {
+  if (m.spec().prior != "step" || m.spec().rates == 1) return quality;
+  const double r = rate_point(m, quality).position;
+  return static_cast<float>(kMinQuality + r / static_cast<double>(m.spec().rates - 1) * (kMaxQuality - kMinQuality));
+}
+
 // The synthesis of decoded symbols (1 x M x h x w) at quality q, tile by tile, cropped to the
 // image, converted to its channels and clamped, as samples of `depth` (gray or BGR); with
 // `pixels` also as floats (C x H x W). One function for the decoder and the encoder's PSNR, so
@@ -31,13 +54,15 @@ int64_t latent_side(int64_t pixels) { return (pixels + CodecModelImpl::kStride -
 cv::Mat synthesise(LoadedCodec& codec, const torch::Tensor& symbols, float quality, int64_t height, int64_t width,
                    int channels, int depth, int tile, torch::Tensor* pixels = nullptr) {
   CodecModelImpl& m = *codec.model;
-  const torch::Tensor inverse_gain = m.inverse_gains_at(rate_position(quality, m.spec().rates));
+  const RatePoint point = rate_point(m, quality);
+  const torch::Tensor prior_gain = m.prior_gain(m.gains_at(point.position));
+  const torch::Tensor inverse_gain = m.inverse_gains_at(point.position);
   cv::Mat out(static_cast<int>(height), static_cast<int>(width), CV_MAKETYPE(depth, channels));
   if (pixels) *pixels = torch::empty({channels, height, width});
   tiled_synthesis(
       m, symbols.size(2), symbols.size(3),
       [&](int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
-        return m.prior->dequantize(symbols.slice(2, y0, y1).slice(3, x0, x1)) * inverse_gain;
+        return m.prior->dequantize(symbols.slice(2, y0, y1).slice(3, x0, x1), prior_gain) * inverse_gain;
       },
       height, width,
       [&](int64_t y, int64_t x, const torch::Tensor& core) {
@@ -84,11 +109,14 @@ class Encoder {
 
   torch::Tensor symbols(float quality) const {
     CodecModelImpl& m = *codec_.model;
-    return m.prior->symbols(y_ * m.gains_at(rate_position(quality, m.spec().rates))).contiguous();
+    const torch::Tensor gain = m.gains_at(rate_point(m, quality).position);
+    return m.prior->symbols(y_ * gain, m.prior_gain(gain)).contiguous();
   }
 
+  // `quality` must be a coded_quality(): the file records it.
   std::vector<uint8_t> encode(float quality) const {
     const torch::Tensor s = symbols(quality);
+    const size_t step = rate_point(*codec_.model, quality).step;
     const int32_t* p = s.data_ptr<int32_t>();
     const int64_t channels = s.size(1), plane = s.size(2) * s.size(3);
     RansEncoder enc;
@@ -96,7 +124,7 @@ class Encoder {
     // Channel-major, each channel under its own table (the trainer's real-bits count codes
     // the same order).
     for (int64_t c = 0; c < channels; ++c)
-      for (int64_t k = 0; k < plane; ++k) enc.put(p[c * plane + k], codec_.prior.tables[static_cast<size_t>(c)]);
+      for (int64_t k = 0; k < plane; ++k) enc.put(p[c * plane + k], codec_.prior.table(step, static_cast<size_t>(c)));
     ContainerHeader h;
     h.width = static_cast<uint32_t>(width_);
     h.height = static_cast<uint32_t>(height_);
@@ -108,7 +136,9 @@ class Encoder {
     return write_container(h, {enc.finish()});
   }
 
-  double bpp(float quality) const { return 8.0 * static_cast<double>(encode(quality).size()) / pixels(); }
+  double bpp(float quality) const {
+    return 8.0 * static_cast<double>(encode(coded_quality(*codec_.model, quality)).size()) / pixels();
+  }
 
   cv::Mat decoded(float quality) const {
     return synthesise(codec_, symbols(quality), quality, height_, width_, channels_, CV_8U, tile_);
@@ -191,6 +221,7 @@ CompressedImage compress_image(LoadedCodec& codec, const cv::Mat& image, const C
   } else {
     out.encodings = 1;
   }
+  q = coded_quality(*codec.model, q);
   out.quality = q;
   out.bytes = enc.encode(q);
   out.bpp = 8.0 * static_cast<double>(out.bytes.size()) / enc.pixels();
@@ -223,9 +254,10 @@ DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size
   int32_t* p = out.symbols.data_ptr<int32_t>();
   const int64_t plane = int64_t{want.height} * want.width;
   try {
+    const size_t step = rate_point(*codec.model, h.quality).step;
     RansDecoder dec(file.payloads[0].data(), file.payloads[0].size());
     for (int64_t c = 0; c < spec.m; ++c)
-      for (int64_t k = 0; k < plane; ++k) p[c * plane + k] = dec.get(codec.prior.tables[static_cast<size_t>(c)]);
+      for (int64_t k = 0; k < plane; ++k) p[c * plane + k] = dec.get(codec.prior.table(step, static_cast<size_t>(c)));
     dec.finish_check();
   } catch (const Error& e) {
     throw Error(e.kind(), path, "latent stream: " + e.reason());
@@ -238,7 +270,7 @@ DecompressedImage decompress_image(LoadedCodec& codec, const uint8_t* data, size
 torch::Tensor quantised_reconstruction(LoadedCodec& codec, const torch::Tensor& x, float quality) {
   torch::NoGradGuard no_grad;
   CodecModelImpl& m = *codec.model;
-  const double r = rate_position(quality, m.spec().rates);
+  const double r = rate_point(m, quality).position;
   const CodecOutput out = m.forward(to_channels(x, m.spec().channels).unsqueeze(0), m.gains_at(r), m.inverse_gains_at(r));
   return to_channels(out.x_hat[0], static_cast<int>(x.size(0))).clamp(0, 1);
 }

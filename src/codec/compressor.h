@@ -12,8 +12,10 @@
 //
 // Quality: 1..100 maps linearly onto the trained rates (1 = the lowest lambda, 100 = the
 // highest), and between two trained rates the gains are interpolated geometrically (Cui et al.
-// 2021), so quality is continuous. The file's quality field is what the decoder uses to pick the
-// inverse gains, as float32, and the encoder codes with exactly that float.
+// 2021). A "step" prior (codec_model.h) has tables for the half steps of quality (1, 1.5, ..,
+// 100), so a quality codes at the nearest of them, and the file records that; a "gained" prior codes at any quality. The file's quality field is what the
+// decoder uses to pick the tables and the (inverse) gains, as float32, and the encoder codes with
+// exactly that float.
 
 #include <cstdint>
 #include <optional>
@@ -50,7 +52,7 @@ double rate_position(double quality, int rates);
 
 struct CompressedImage {
   std::vector<uint8_t> bytes;  // the .bnc file
-  float quality = 0;           // as stored in the file
+  float quality = 0;           // as stored in the file (the nearest frozen step's)
   double bpp = 0;              // bytes * 8 / pixels
   double psnr = 0;             // dB of the decoded 8-bit image against the 8-bit input
   bool target_reached = true;  // false when a --bpp / --psnr target lies outside quality 1..100

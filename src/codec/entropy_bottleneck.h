@@ -12,6 +12,14 @@
 // is centred); the medians, and the ranges the frozen tables cover, are found by bisection on the
 // learned CDF after (or during) training rather than by an auxiliary loss: under a second of work,
 // and nothing to optimise.
+//
+// Quantisation steps: every operation also takes an optional per-channel `gain`, the reciprocal
+// of a quantisation step (Choi et al. 2019, "Variable rate deep image compression with a
+// conditional autoencoder": one density, bins of any width). The coded values are then v = y * gain,
+// rounded to integers around median * gain, and the likelihood of v is the prior's mass over
+// [(v - 1/2) / gain, (v + 1/2) / gain]: the density stays that of y whatever the step, so a
+// variable-rate codec needs no density per rate (one density for the gained latents of every
+// rate is a mixture, and pays its cross-entropy at each). Without a gain the step is 1 and v = y.
 
 #include <cstdint>
 #include <vector>
@@ -38,20 +46,22 @@ class EntropyBottleneckImpl : public torch::nn::Module {
   // Monotone increasing in x for every channel (softplus weights, tanh gates bounded below -1).
   torch::Tensor logits_cumulative(const torch::Tensor& x) const;
 
-  // Likelihoods of y (B x C x H x W, C = channels()) under the prior: the mass of [y-1/2, y+1/2]
-  // per element, floored at kLikelihoodFloor. Differentiable in y and in the prior's parameters.
-  torch::Tensor likelihood(const torch::Tensor& y) const;
+  // Likelihoods of v (B x C x H x W, C = channels()) under the prior: the mass of
+  // [(v-1/2)/gain, (v+1/2)/gain] per element, floored at kLikelihoodFloor. gain: B (or 1) x C x
+  // 1 x 1, positive, or undefined for 1. Differentiable in v, gain and the prior's parameters.
+  torch::Tensor likelihood(const torch::Tensor& v, const torch::Tensor& gain = {}) const;
 
   // The training proxy: y + noise, noise ~ U(-1/2, 1/2) given by the caller (a pure function of
   // the step keeps resume bit-exact).
   static torch::Tensor add_noise(const torch::Tensor& y, const torch::Tensor& noise) { return y + noise; }
 
-  // The test-time quantisation: round(y - median) + median per channel (no gradient to y).
-  torch::Tensor quantize(const torch::Tensor& y) const;
-  // The integer symbols round(y - median) per element (B x C x H x W, int32); the inverse is
-  // dequantize.
-  torch::Tensor symbols(const torch::Tensor& y) const;
-  torch::Tensor dequantize(const torch::Tensor& symbols) const;
+  // The test-time quantisation: round(v - median * gain) + median * gain per channel (no
+  // gradient to v). gain as in likelihood().
+  torch::Tensor quantize(const torch::Tensor& v, const torch::Tensor& gain = {}) const;
+  // The integer symbols round(v - median * gain) per element (B x C x H x W, int32); the inverse
+  // is dequantize.
+  torch::Tensor symbols(const torch::Tensor& v, const torch::Tensor& gain = {}) const;
+  torch::Tensor dequantize(const torch::Tensor& symbols, const torch::Tensor& gain = {}) const;
 
   // Per channel, the x where sigmoid(f_c(x)) = p (C values, double), found by bisection,
   // without gradient. p in (0, 1).
@@ -73,17 +83,21 @@ class EntropyBottleneckImpl : public torch::nn::Module {
 };
 TORCH_MODULE(EntropyBottleneck);
 
-// The integer tables a frozen model codes with: one per channel, for the symbols
-// round(y - median_c), each covering the channel's values from its tail_mass/2 to its
-// 1 - tail_mass/2 quantile (at most kMaxCdfSymbols - 1 values; anything outside is escaped).
+// The integer tables a frozen model codes with: one per channel and quantisation step (gain),
+// for the symbols round((y - median_c) * gain), each covering the channel's values from its
+// tail_mass/2 to its 1 - tail_mass/2 quantile (at most kMaxCdfSymbols - 1 values; anything
+// outside is escaped).
 struct FrozenPrior {
-  std::vector<CdfTable> tables;  // per channel
+  std::vector<CdfTable> tables;  // steps x channels, step-major
   std::vector<float> medians;    // per channel: the value symbol 0 stands for, before rounding
+  size_t steps() const { return medians.empty() ? 0 : tables.size() / medians.size(); }
+  const CdfTable& table(size_t step, size_t channel) const { return tables[step * medians.size() + channel]; }
 };
 
 // Builds the tables from the prior's CDF with codec/cdf.h's make_cdf_table (masses computed in
 // double precision from the float network). Updates the medians first. tail_mass in (0, 1):
-// the probability left to the escape on both sides together (CompressAI: 1e-9).
-FrozenPrior freeze_prior(EntropyBottleneckImpl& prior, double tail_mass = 1e-9);
+// the probability left to the escape on both sides together (CompressAI: 1e-9). gains: S x C,
+// positive, one row per step to freeze; undefined: one step of 1.
+FrozenPrior freeze_prior(EntropyBottleneckImpl& prior, double tail_mass = 1e-9, const torch::Tensor& gains = {});
 
 }  // namespace bottleneck

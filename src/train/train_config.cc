@@ -92,6 +92,8 @@ void check_fields(const TrainOptions& o, Report&& report) {
   report("codec_activation", o.codec_activation == "relu" || o.codec_activation == "gdn"
                                  ? ""
                                  : "must be relu or gdn, got " + o.codec_activation);
+  report("codec_prior", o.codec_prior == "step" || o.codec_prior == "gained" ? ""
+                                                                             : "must be step or gained, got " + o.codec_prior);
 }
 
 // "--val-every" for "val_every".
@@ -114,7 +116,6 @@ void validate(const TrainOptions& o) {
   validate(o.arch);
   if (o.task == "compress") {
     if (!o.pairs_dir.empty() || !o.val_pairs_dir.empty()) fail("--pairs and --val-pairs are for --task denoise");
-    if (!o.init.empty()) fail("--init is for --task denoise");
     if (o.patches.patch < 16 || o.patches.patch % 16 != 0)
       fail("--patch " + std::to_string(o.patches.patch) + " must be a multiple of 16 (the codec's downsampling)");
   }
@@ -170,6 +171,7 @@ void visit_fields(TrainOptions& o, Visitor&& v) {
   v("codec_n", o.codec_n);
   v("codec_m", o.codec_m);
   v("codec_activation", o.codec_activation);
+  v("codec_prior", o.codec_prior);
 }
 
 // Reads one JSON value into a field of its exact type: a whole number for an integer field (5.7
@@ -249,6 +251,9 @@ TrainOptions train_options_from_json(const std::string& json_text, TrainOptions 
   check_fields(base, [&](const char* key, const std::string& problem) {
     if (!problem.empty() && j.contains(key)) throw UsageError(source_name, "\"" + std::string(key) + "\" " + problem);
   });
+  // A codec run's config written before "codec_prior" existed (it has the other codec fields,
+  // which every written config has) is a run of the prior there was then.
+  if (j.contains("codec_activation") && !j.contains("codec_prior")) base.codec_prior = "gained";
   if (j.contains("arch")) {
     try {
       base.arch = arch_spec_from_json(j.at("arch").dump());

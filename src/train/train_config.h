@@ -67,6 +67,8 @@ struct TrainOptions {
   int codec_n = 64;              // hidden channels of the codec's transforms, 1..4096
   int codec_m = 96;              // latent channels, 1..4096
   std::string codec_activation = "relu";  // "relu" or "gdn" (GDN / inverse GDN)
+  std::string codec_prior = "step";       // "step" or "gained" (codec/codec_model.h, CodecSpec::prior);
+                                          // a run config written before the field was "gained"
 };
 
 // Throws UsageError naming the first bad field.

@@ -75,8 +75,10 @@ void require_same_run(const TrainOptions& now, const std::string& checkpoint_con
       {"loss", now.loss, then.loss},
       {"precision", now.precision, then.precision},
       {"lambdas", lambdas_now.str(), lambdas_then.str()},
-      {"codec network", std::to_string(now.codec_n) + "/" + std::to_string(now.codec_m) + "/" + now.codec_activation,
-       std::to_string(then.codec_n) + "/" + std::to_string(then.codec_m) + "/" + then.codec_activation},
+      {"codec network",
+       std::to_string(now.codec_n) + "/" + std::to_string(now.codec_m) + "/" + now.codec_activation + "/" + now.codec_prior,
+       std::to_string(then.codec_n) + "/" + std::to_string(then.codec_m) + "/" + then.codec_activation + "/" +
+           then.codec_prior},
   };
   for (const auto& f : identity)
     if (f.now != f.then)
