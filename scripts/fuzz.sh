@@ -15,7 +15,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_image fuzz_metadata fuzz_model_file fuzz_codec_container)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_image fuzz_metadata fuzz_model_file fuzz_codec_container fuzz_codec_decoder)
 
 "$root/scripts/setup.sh"
 missing=()

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out = argv[1];
-  for (const char* d : {"image", "model_file", "metadata", "codec_container"}) fs::create_directories(out / d);
+  for (const char* d : {"image", "model_file", "metadata", "codec_container", "codec_decoder"}) fs::create_directories(out / d);
 
   // Images: each format and layout the decoder meets, kept tiny so mutations stay cheap.
   cv::Mat gray(6, 5, CV_8UC1), colour(5, 7, CV_8UC3), rgba(4, 4, CV_8UC4), gray16(5, 4, CV_16UC1);
@@ -104,6 +104,17 @@ int main(int argc, char** argv) {
   codec_seed("values", 2, std::vector<uint8_t>(64, 0xff));
   codec_seed("rans", 3, payloads[0]);
   codec_seed("tables", 4, serialize_cdf_tables({table, make_cdf_table({1}, 5)}));
+  // Codec decoder (fuzz_codec_decoder.cc): 0 a file as it is, 1 fields and a payload it wraps
+  // with valid checksums (here 20 x 10 RGB at quality byte 128, then the rANS bytes above), 2 a
+  // round trip of a small image.
+  auto decoder_seed = [&](const char* name, const std::string& b) { write(out / "codec_decoder" / name, b); };
+  const std::vector<uint8_t> file = write_container(header, payloads);
+  decoder_seed("file", std::string(1, '\0') + std::string(file.begin(), file.end()));
+  decoder_seed("wrap", std::string("\x01\x13\x09\x01\x80", 5) + std::string(payloads[0].begin(), payloads[0].end()));
+  decoder_seed("wrap16", std::string("\x01\x3f\x3f\x02\x40", 5) + std::string(96, '\x55'));
+  std::string image = std::string("\x02\x0b\x0d\x01\x60", 5);
+  for (int i = 0; i < 11 * 13 * 3; ++i) image += static_cast<char>((i * 37) & 0xff);
+  decoder_seed("round_trip", image);
   std::cout << "seeds written to " << out.string() << "\n";
   return 0;
 }
