@@ -54,9 +54,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> metadata;
   for (const char* kind : {"unet", "conv-ae"}) {
     ArchSpec spec;
-    spec.kind = kind;
+    spec.kind = parse_arch_kind(kind);
     spec.widths = {4, 8};
-    if (spec.kind == "conv-ae") spec.bottleneck_channels = 2, spec.head = Head::kSigmoid;
+    if (spec.kind == ArchKind::kConvAE) spec.bottleneck_channels = 2, spec.head = Head::kSigmoid;
     CheckpointInfo info;
     info.arch = spec;
     info.noise = "gaussian:25";
