@@ -13,6 +13,7 @@
 #include "distributed/process_group.h"
 #include "util/error.h"
 #include "util/progress.h"
+#include "train/train_fields.h"
 #include "train/trainer.h"
 #include "anomaly/reconstruct_trainer.h"
 #include "util/text_format.h"
@@ -122,47 +123,19 @@ std::vector<double> parse_lambdas(const std::string& text) {
 }
 
 // Flags override what the config (or the run being resumed) says; absent flags leave it alone.
+// The flags are the config's keys (train/train_fields.h), so each option is named once.
 TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
-  auto set = [&](const char* name, auto& field) {
-    if (r.count(name)) field = r[name].as<std::decay_t<decltype(field)>>();
-  };
-  set("data", t.data_dir);
-  set("pairs", t.pairs_dir);
-  set("val", t.val_dir);
-  set("val-pairs", t.val_pairs_dir);
-  set("init", t.init);
-  set("out", t.out_dir);
-  set("noise", t.noise);
-  set("val-noise", t.val_noise);
-  set("resize", t.resize);
-  set("patch", t.patches.patch);
-  set("batch", t.patches.batch);
-  set("workers", t.loader_workers);
-  set("max-pixels", t.max_pixels);
-  set("iters", t.iterations);
-  set("epochs", t.epochs);
+  visit_train_fields(t, [&](const std::string& key, auto& field) {
+    if (key == "augment" || key == "processes" || key == "lambdas") return;  // no flag of that name
+    std::string flag = key;
+    for (char& c : flag)
+      if (c == '_') c = '-';
+    if (r.count(flag)) field = r[flag].as<std::decay_t<decltype(field)>>();
+  });
   // 0 in a config means "not set" (to_json writes it so); given as a flag it is a mistake.
   if (r.count("epochs") && !(t.epochs > 0)) throw UsageError("--epochs must be > 0 (without it, --iters sets the length)");
   if (r.count("iters") && !r.count("epochs")) t.epochs = 0;  // an explicit --iters wins over a config's epochs
-  set("lr", t.lr);
-  set("lr-min", t.lr_min);
-  set("schedule", t.schedule);
-  set("step-size", t.step_size);
-  set("step-gamma", t.step_gamma);
-  set("loss", t.loss);
-  set("precision", t.precision);
-  set("val-every", t.val_every);
-  set("checkpoint-every", t.checkpoint_every);
-  set("log-every", t.log_every);
-  set("samples", t.samples);
-  set("val-max-images", t.val_max_images);
-  set("seed", t.seed);
-  set("task", t.task);
   if (r.count("lambdas")) t.lambdas = parse_lambdas(r["lambdas"].as<std::string>());
-  set("codec-n", t.codec_n);
-  set("codec-m", t.codec_m);
-  set("codec-activation", t.codec_activation);
-  set("codec-prior", t.codec_prior);
   if (r.count("no-augment")) t.patches.augment = false;
   if (arch_options_given(r)) t.arch = arch_from_options(r);
   return t;

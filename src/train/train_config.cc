@@ -10,6 +10,7 @@
 
 #include "util/error.h"
 #include "data/noise.h"
+#include "train/train_fields.h"
 
 namespace bottleneck {
 
@@ -133,46 +134,6 @@ void validate(const TrainOptions& o) {
 }
 
 namespace {
-// One table drives both directions so a field cannot be written but not read.
-template <typename Visitor>
-void visit_fields(TrainOptions& o, Visitor&& v) {
-  v("data", o.data_dir);
-  v("pairs", o.pairs_dir);
-  v("val", o.val_dir);
-  v("val_pairs", o.val_pairs_dir);
-  v("init", o.init);
-  v("out", o.out_dir);
-  v("noise", o.noise);
-  v("val_noise", o.val_noise);
-  v("patch", o.patches.patch);
-  v("batch", o.patches.batch);
-  v("resize", o.resize);
-  v("iters", o.iterations);
-  v("epochs", o.epochs);
-  v("lr", o.lr);
-  v("lr_min", o.lr_min);
-  v("schedule", o.schedule);
-  v("step_size", o.step_size);
-  v("step_gamma", o.step_gamma);
-  v("loss", o.loss);
-  v("precision", o.precision);
-  v("augment", o.patches.augment);
-  v("val_every", o.val_every);
-  v("checkpoint_every", o.checkpoint_every);
-  v("log_every", o.log_every);
-  v("samples", o.samples);
-  v("val_max_images", o.val_max_images);
-  v("workers", o.loader_workers);
-  v("max_pixels", o.max_pixels);
-  v("seed", o.seed);
-  v("processes", o.processes);
-  v("task", o.task);
-  v("lambdas", o.lambdas);
-  v("codec_n", o.codec_n);
-  v("codec_m", o.codec_m);
-  v("codec_activation", o.codec_activation);
-  v("codec_prior", o.codec_prior);
-}
 
 // Reads one JSON value into a field of its exact type: a whole number for an integer field (5.7
 // is not silently 5) that the field can hold (1e22 does not wrap), a finite number for a real
@@ -223,7 +184,7 @@ std::string read_value(const nlohmann::json& v, T& out) {
 std::string to_json(const TrainOptions& options) {
   TrainOptions copy = options;
   nlohmann::ordered_json j;
-  visit_fields(copy, [&](const char* key, auto& field) { j[key] = field; });
+  visit_train_fields(copy, [&](const char* key, auto& field) { j[key] = field; });
   j["arch"] = nlohmann::ordered_json::parse(to_json(options.arch));
   return j.dump(2);
 }
@@ -238,11 +199,11 @@ TrainOptions train_options_from_json(const std::string& json_text, TrainOptions 
   }
   if (!j.is_object()) throw UsageError(source_name, "expected a JSON object of training options");
   std::vector<std::string> known = {"arch"};
-  visit_fields(base, [&](const char* key, auto&) { known.push_back(key); });
+  visit_train_fields(base, [&](const char* key, auto&) { known.push_back(key); });
   for (const auto& item : j.items())
     if (std::find(known.begin(), known.end(), item.key()) == known.end())
       throw UsageError(source_name, "unknown option \"" + item.key() + "\"");
-  visit_fields(base, [&](const char* key, auto& field) {
+  visit_train_fields(base, [&](const char* key, auto& field) {
     if (!j.contains(key)) return;
     const std::string expected = read_value(j.at(key), field);
     if (!expected.empty())
