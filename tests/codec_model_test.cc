@@ -35,6 +35,18 @@ CodecModel tiny_model(int channels = 3, const std::string& activation = "relu", 
   return CodecModel(spec, lambdas);
 }
 
+// A codec checkpoint's weights in a model built from its own spec.
+CodecModel load_checkpoint_model(const std::string& path) {
+  CodecModel m(read_codec_checkpoint_info(path).spec);
+  load_codec_checkpoint_state(path, *m, nullptr);
+  return m;
+}
+
+void expect_same_parameters(CodecModelImpl& a, CodecModelImpl& b) {
+  const auto pb = b.named_parameters();
+  for (const auto& p : a.named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+}
+
 TrainOptions tiny_run(const TempDir& dir, const std::string& out) {
   TrainOptions o;
   o.task = "compress";
@@ -233,15 +245,7 @@ TEST(CodecTrainer, StoppedAndResumedRunEqualsUninterruptedRunBitExactly) {
   again.resume = true;
   EXPECT_TRUE(train_codec(tiny_run(dir, "split"), again, runtime, quiet).finished);
 
-  auto load = [&](const std::string& path) {
-    const CodecCheckpointInfo info = read_codec_checkpoint_info(path);
-    CodecModel m(info.spec);
-    load_codec_checkpoint_state(path, *m, nullptr);
-    return m;
-  };
-  auto a = load(dir / "whole/last.ckpt"), b = load(dir / "split/last.ckpt");
-  const auto pb = b->named_parameters();
-  for (const auto& p : a->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+  expect_same_parameters(*load_checkpoint_model(dir / "whole/last.ckpt"), *load_checkpoint_model(dir / "split/last.ckpt"));
   EXPECT_EQ(column(dir / "whole/metrics.csv", "loss"), column(dir / "split/metrics.csv", "loss"));
   EXPECT_EQ(column(dir / "whole/metrics.csv", "val_rd"), column(dir / "split/metrics.csv", "val_rd"));
   EXPECT_THROW(train_codec(tiny_run(dir, "whole"), TrainControl{}, runtime, quiet), UsageError);
@@ -287,14 +291,12 @@ TEST(CodecTrainer, InitStartsAStepPriorRunFromAGainedRunsWeights) {
   const std::string ckpt = dir / "gained/last.ckpt";
   const CodecCheckpointInfo info = read_codec_checkpoint_info(ckpt);
   EXPECT_EQ(info.spec.prior, "gained");
-  CodecModel before(info.spec);
-  load_codec_checkpoint_state(ckpt, *before, nullptr);
+  CodecModel before = load_checkpoint_model(ckpt);
   CodecSpec step_spec = info.spec;
   step_spec.prior = "step";
   CodecModel started(step_spec);
   init_codec_from_checkpoint(ckpt, *started);
-  const auto pb = before->named_parameters();
-  for (const auto& p : started->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+  expect_same_parameters(*started, *before);
   CodecSpec wider = step_spec;
   wider.n = 16;
   CodecModel other(wider);

@@ -146,7 +146,7 @@ CodecModelInfo write_codec_model(const std::string& path, CodecModelImpl& model,
     throw Error(ErrorKind::kInvalidData, path, std::to_string(meta.lambdas.size()) + " lambdas for " +
                                                    std::to_string(model.spec().rates) + " rates");
   torch::Tensor step_gains;  // undefined for a "gained" prior: one table set
-  if (model.prior_gain(model.gains_at(0)).defined()) {
+  if (model.spec().prior == "step") {
     std::vector<torch::Tensor> rows;
     for (int i = 0; i < model.frozen_steps(); ++i) rows.push_back(model.gains_at(model.step_position(i)).flatten());
     step_gains = torch::stack(rows);

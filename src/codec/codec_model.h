@@ -20,6 +20,7 @@
 // g_s.{0,2,4,6}.{weight,bias}, with GDN also g_a.{1,3,5}.{beta,gamma} and g_s.{1,3,5}.{beta,gamma};
 // gain, inverse_gain (R x M); prior.{matrixI,biasI,factorI} and the buffer prior.medians.
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -99,6 +100,10 @@ class CodecModelImpl : public torch::nn::Module {
   // The rate position of step i (0 <= i < frozen_steps()), in 0 .. rates - 1.
   double step_position(int step) const {
     return frozen_steps() == 1 ? 0.0 : static_cast<double>(step) * (spec_.rates - 1) / (kFrozenSteps - 1);
+  }
+  // The step nearest rate position r (0 .. rates - 1): the inverse of step_position.
+  int nearest_step(double r) const {
+    return frozen_steps() == 1 ? 0 : static_cast<int>(std::lround(r / (spec_.rates - 1) * (kFrozenSteps - 1)));
   }
 
   // x: B x C x H x W in [0, 1], any H, W >= 1. gain / inverse_gain: B (or 1) x M x 1 x 1.

@@ -34,8 +34,7 @@ struct RatePoint {
 RatePoint rate_point(const CodecModelImpl& m, float quality) {
   const double r = rate_position(quality, m.spec().rates);
   if (m.spec().prior != "step") return {r, 0};
-  if (m.frozen_steps() == 1) return {0.0, 0};
-  const int step = static_cast<int>(std::lround(r / (m.spec().rates - 1) * (m.frozen_steps() - 1)));
+  const int step = m.nearest_step(r);
   return {m.step_position(step), static_cast<size_t>(step)};
 }
 
