@@ -295,12 +295,12 @@ TEST(CodecTrainer, InitStartsAStepPriorRunFromAGainedRunsWeights) {
   CodecSpec step_spec = info.spec;
   step_spec.prior = "step";
   CodecModel started(step_spec);
-  init_codec_from_checkpoint(ckpt, *started);
+  init_codec_from_checkpoint(ckpt, *started, info.lambdas);
   expect_same_parameters(*started, *before);
   CodecSpec wider = step_spec;
   wider.n = 16;
   CodecModel other(wider);
-  EXPECT_THROW(init_codec_from_checkpoint(ckpt, *other), Error);
+  EXPECT_THROW(init_codec_from_checkpoint(ckpt, *other, info.lambdas), Error);
   // Through the trainer: a step run with --init trains from there.
   TrainOptions second = tiny_run(dir, "step");
   second.val_dir.clear();
@@ -308,6 +308,51 @@ TEST(CodecTrainer, InitStartsAStepPriorRunFromAGainedRunsWeights) {
   second.init = ckpt;
   ASSERT_TRUE(train_codec(second, TrainControl{}, runtime, quiet).finished);
   EXPECT_EQ(read_codec_checkpoint_info(dir / "step/last.ckpt").spec.prior, "step");
+}
+
+// A run with a longer rate ladder starts from a shorter one's weights: the rates both have keep
+// their gains, a new rate inside the ladder gets the geometric interpolation of its neighbours'
+// gains in log lambda, one beyond it the continuation of the end segment; the rest is as stored.
+TEST(CodecTrainer, InitOntoAnotherRateLadderMapsTheGainsInLogLambda) {
+  torch::set_num_threads(1);
+  TempDir dir;
+  test::write_synthetic_images(dir / "train", 4, 3, 64, 64, 100);
+  Runtime runtime;
+  const Logger quiet(LogLevel::kQuiet);
+  TrainOptions first = tiny_run(dir, "two");  // lambdas 0.01, 0.05
+  first.val_dir.clear();
+  first.iterations = 6;
+  ASSERT_TRUE(train_codec(first, TrainControl{}, runtime, quiet).finished);
+  const std::string ckpt = dir / "two/last.ckpt";
+  CodecModel before = load_checkpoint_model(ckpt);
+  const std::vector<double> ladder = {0.0025, 0.01, std::sqrt(0.01 * 0.05), 0.05, 0.25};
+  CodecSpec spec = before->spec();
+  spec.rates = static_cast<int>(ladder.size());
+  CodecModel started(spec);
+  init_codec_from_checkpoint(ckpt, *started, ladder);
+  auto p = started->named_parameters(), q = before->named_parameters();
+  for (const auto& name : {"gain", "inverse_gain"}) {
+    const torch::Tensor lo = q[name][0].abs(), hi = q[name][1].abs(), got = p[name];
+    EXPECT_TRUE(torch::allclose(got[1], lo, 1e-6, 0)) << name;
+    EXPECT_TRUE(torch::allclose(got[3], hi, 1e-6, 0)) << name;
+    EXPECT_TRUE(torch::allclose(got[2], (lo * hi).sqrt(), 1e-5, 0)) << name;
+    // 0.0025 is log(4) / log(5) of a segment below 0.01; 0.25 one whole segment above 0.05.
+    const double t = std::log(4.0) / std::log(5.0);
+    EXPECT_TRUE(torch::allclose(got[0], lo * (lo / hi).pow(t), 1e-5, 0)) << name;
+    EXPECT_TRUE(torch::allclose(got[4], hi * hi / lo, 1e-5, 0)) << name;
+  }
+  for (const auto& x : p) {
+    if (x.key() == "gain" || x.key() == "inverse_gain") continue;
+    EXPECT_TRUE(torch::equal(x.value(), q[x.key()])) << x.key();
+  }
+  // Through the trainer: a five-rate run trains from there.
+  TrainOptions second = tiny_run(dir, "five");
+  second.val_dir.clear();
+  second.iterations = 4;
+  second.init = ckpt;
+  second.lambdas = ladder;
+  ASSERT_TRUE(train_codec(second, TrainControl{}, runtime, quiet).finished);
+  EXPECT_EQ(read_codec_checkpoint_info(dir / "five/last.ckpt").spec.rates, 5);
 }
 
 TEST(CodecTrainer, CliTrainsAndResumesACompressRun) {

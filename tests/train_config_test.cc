@@ -153,6 +153,7 @@ TEST(TrainConfig, ValidateRefusesAbsurdAndNonFiniteValuesNamingTheFlag) {
       {[](TrainOptions& o) { o.lr_min = 2; }, "--lr-min must be from 0 to 1, got 2"},
       {[](TrainOptions& o) { o.lr_min = 0.01; }, "--lr-min 0.01 is above --lr 0.001"},
       {[](TrainOptions& o) { o.lambdas = {0.01, std::nan("")}; }, "--lambdas must each be > 0"},
+      {[](TrainOptions& o) { o.lambdas = {0.01, 0.05, 0.02}; }, "--lambdas must be in increasing order"},
   };
   for (const Case& c : cases) {
     TrainOptions o = valid_options();

@@ -208,15 +208,68 @@ void load_codec_checkpoint_state(const std::string& path, CodecModelImpl& model,
   load_module_state(path, archive, model, optimizer);
 }
 
-void init_codec_from_checkpoint(const std::string& path, CodecModelImpl& model) {
+namespace {
+
+// log|table| of each channel as a function of log lambda, through the points of `from` (rates x M,
+// at from_lambdas), piecewise linear, continued beyond the ends along the end segments: a gain
+// is a quantisation step's inverse, and over the trained ladder log gain is close to linear in
+// log lambda (the step minimising lambda * MSE + rate goes as lambda^-1/2).
+torch::Tensor map_rate_table(const torch::Tensor& from, const std::vector<double>& from_lambdas,
+                             const std::vector<double>& to_lambdas) {
+  const torch::Tensor log_from = from.abs().clamp_min(1e-12).log();
+  const size_t n = from_lambdas.size();
+  torch::Tensor out = torch::empty({static_cast<int64_t>(to_lambdas.size()), from.size(1)});
+  for (size_t r = 0; r < to_lambdas.size(); ++r) {
+    if (n == 1) {
+      out[r] = log_from[0];
+      continue;
+    }
+    const double x = std::log(to_lambdas[r]);
+    size_t i = 0;  // the segment [i, i + 1] that holds x, or the end segment beyond it
+    while (i + 2 < n && x > std::log(from_lambdas[i + 1])) ++i;
+    const double x0 = std::log(from_lambdas[i]), x1 = std::log(from_lambdas[i + 1]);
+    const double t = (x - x0) / (x1 - x0);
+    out[r] = log_from[i] * (1 - t) + log_from[i + 1] * t;
+  }
+  return out.exp();
+}
+
+}  // namespace
+
+void init_codec_from_checkpoint(const std::string& path, CodecModelImpl& model, const std::vector<double>& lambdas) {
   auto archive = open_archive(path);
   CodecCheckpointInfo info = parse_info(path, archive);
   // The prior's kind is how its density is read, not a shape: a model of either kind starts
   // the other (its density then adapts to the other reading).
   info.spec.prior = model.spec().prior;
+  const int rates = model.spec().rates;
+  info.spec.rates = rates;
   if (to_json(info.spec) != to_json(model.spec()))
     throw Error(ErrorKind::kInvalidData, path, "--init: checkpoint is for a different codec network: " + to_json(info.spec));
-  load_module_state(path, archive, model, nullptr);
+  if (info.lambdas == lambdas) {
+    load_module_state(path, archive, model, nullptr);
+    return;
+  }
+  // Another rate ladder: everything but the gains as stored; the gains mapped onto the new
+  // lambdas (interpolated between trained rates, extrapolated beyond them).
+  if (static_cast<int>(lambdas.size()) != rates)
+    throw Error("init_codec_from_checkpoint: " + std::to_string(lambdas.size()) + " lambdas for " + std::to_string(rates) + " rates");
+  for (size_t i = 1; i < info.lambdas.size(); ++i)
+    if (!(info.lambdas[i] > info.lambdas[i - 1]))
+      throw Error(ErrorKind::kInvalidData, path, "--init to another rate ladder needs the checkpoint's lambdas in increasing order");
+  CodecSpec stored = info.spec;
+  stored.rates = static_cast<int>(info.lambdas.size());
+  CodecModel from(stored, info.lambdas);
+  load_module_state(path, archive, *from, nullptr);
+  torch::NoGradGuard no_grad;
+  auto source = from->named_parameters();
+  for (auto& p : model.named_parameters()) {
+    const torch::Tensor& v = source[p.key()];
+    if (p.key() == "gain" || p.key() == "inverse_gain") p.value().copy_(map_rate_table(v, info.lambdas, lambdas));
+    else p.value().copy_(v);
+  }
+  auto buffers = from->named_buffers();
+  for (auto& b : model.named_buffers()) b.value().copy_(buffers[b.key()]);
 }
 
 CodecValidation validate_codec(CodecModelImpl& model, const std::vector<torch::Tensor>& images,
@@ -289,7 +342,7 @@ class CodecObjective final : public TrainingObjective {
     torch::manual_seed(o.seed);
     model_ = CodecModel(spec_, o.lambdas);
     if (!resume && !o.init.empty()) {
-      init_codec_from_checkpoint(o.init, *model_);
+      init_codec_from_checkpoint(o.init, *model_, o.lambdas);
       log.info("starting from the weights of ", o.init);
     }
     model_->to(runtime.device);

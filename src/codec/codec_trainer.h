@@ -87,7 +87,10 @@ CodecCheckpointInfo read_codec_checkpoint_info(const std::string& path);
 // Loads weights (and the optimizer state, if given) into a model built from the info's spec.
 void load_codec_checkpoint_state(const std::string& path, CodecModelImpl& model, torch::optim::Optimizer* optimizer);
 // `train --task compress --init`: the weights of a codec checkpoint of the same network (either
-// prior kind) into a new run's model; Error(kInvalidData) naming the checkpoint otherwise.
-void init_codec_from_checkpoint(const std::string& path, CodecModelImpl& model);
+// prior kind) into a new run's model, whose rates are at `lambdas`; Error(kInvalidData) naming
+// the checkpoint otherwise. A checkpoint of another rate ladder (other lambdas, other count)
+// gives its gains mapped onto the new lambdas: per channel, log gain piecewise linear in log
+// lambda through the trained rates, continued beyond them along the end segments.
+void init_codec_from_checkpoint(const std::string& path, CodecModelImpl& model, const std::vector<double>& lambdas);
 
 }  // namespace bottleneck

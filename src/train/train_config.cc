@@ -87,6 +87,9 @@ void check_fields(const TrainOptions& o, Report&& report) {
   std::string lambdas = o.lambdas.empty() || o.lambdas.size() > 64 ? "must give 1 to 64 values" : "";
   for (double l : o.lambdas)
     if (lambdas.empty() && !(l > 0 && l <= 100)) lambdas = "must each be > 0 and at most 100, got " + number_text(l);
+  // Rate 0 is quality 1: --quality and the gains' interpolation walk the ladder upwards.
+  for (size_t i = 1; i < o.lambdas.size(); ++i)
+    if (lambdas.empty() && !(o.lambdas[i] > o.lambdas[i - 1])) lambdas = "must be in increasing order";
   report("lambdas", lambdas);
   report("codec_n", outside(o.codec_n, 1, 4096));
   report("codec_m", outside(o.codec_m, 1, 4096));
