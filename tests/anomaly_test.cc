@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -44,6 +45,82 @@ void save_png(const std::string& path, const torch::Tensor& chw) {
   d.pixels = chw;
   d.depth = CV_8U;
   save_image(path, d);
+}
+
+// The score kinds without a network: the maps of hand-made residuals x - y, with expected values
+// computed here from the definitions.
+
+TEST(AnomalyScoreTest, KindNamesRoundTrip) {
+  for (int k = 0; k < kScoreKinds; ++k) {
+    const ScoreKind kind = static_cast<ScoreKind>(k);
+    EXPECT_EQ(parse_score_kind(name_of(kind)), kind) << name_of(kind);
+  }
+  EXPECT_EQ(parse_score_kind("mse-coarse"), ScoreKind::kMseCoarse);
+  EXPECT_EQ(parse_score_kind("mse-coarse-max"), ScoreKind::kMseCoarseMax);
+  EXPECT_FALSE(uses_ssim_map(ScoreKind::kMseCoarse));
+  try {
+    parse_score_kind("mse-fine");
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("mse-coarse-max"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AnomalyScoreTest, CoarseOfAConstantResidualIsItsSquareToTheEdges) {
+  // Three channels whose residuals average to c: the coarse score is c^2 at every pixel (edges
+  // reflected), while the MSE also counts the channels' spread around c.
+  constexpr double c = 0.2, d = 0.1;
+  const torch::Tensor y = torch::full({1, 3, 20, 24}, 0.4);
+  torch::Tensor x = y.clone();
+  x[0][0] += c - d;
+  x[0][1] += c;
+  x[0][2] += c + d;
+  const ImageScores s = scores_of(x, y, false);
+  EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMseCoarse)], c * c, 1e-6);
+  EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMseCoarseMax)], c * c, 1e-6);
+  EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMse)], c * c + 2 * d * d / 3, 1e-6);
+}
+
+TEST(AnomalyScoreTest, CoarseCancelsACheckerboardResidual) {
+  // +a / -a alternating pixels: MSE a^2; reflection continues the pattern at the edges, so the
+  // low-passed residual is a times the squared alternating sum of the kernel everywhere: ~0.
+  constexpr double a = 0.3;
+  const torch::Tensor i = torch::arange(28).reshape({28, 1}), j = torch::arange(28).reshape({1, 28});
+  const torch::Tensor sign = 1 - 2 * ((i + j) % 2).to(torch::kFloat);
+  const torch::Tensor y = torch::full({1, 1, 28, 28}, 0.5);
+  const torch::Tensor x = y + a * sign.reshape({1, 1, 28, 28});
+  const ImageScores s = scores_of(x, y, false);
+  EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMse)], a * a, 1e-6);
+  EXPECT_LT(s.score[static_cast<int>(ScoreKind::kMseCoarse)], 1e-6 * a * a);
+  EXPECT_LT(s.score[static_cast<int>(ScoreKind::kMseCoarseMax)], 1e-6 * a * a);
+}
+
+TEST(AnomalyScoreTest, CoarseOfOnePixelIsTheKernelsEnergy) {
+  // One pixel of residual a far from the edges of an h x w image: the low-passed residual is
+  // a g(u) g(v), so the mean of its square is a^2 (sum_k g(k)^2)^2 / (h w) and its maximum
+  // a^2 g(0)^4, with g the normalised Gaussian of coarse_sigma(min(h, w)) on ceil(3 sigma) taps.
+  constexpr double a = 0.5;
+  for (int side : {28, 56}) {
+    const int h = side, w = side + 8;
+    const double sigma = coarse_sigma(side);
+    const int radius = static_cast<int>(std::ceil(3 * sigma));
+    std::vector<double> g;
+    double total = 0;
+    for (int k = -radius; k <= radius; ++k) total += g.emplace_back(std::exp(-k * k / (2 * sigma * sigma)));
+    double energy = 0;
+    for (double& v : g) {
+      v /= total;
+      energy += v * v;
+    }
+    const torch::Tensor y = torch::zeros({1, 1, h, w});
+    torch::Tensor x = y.clone();
+    x[0][0][h / 2][w / 2] = a;
+    const ImageScores s = scores_of(x, y, false);
+    const double g0 = g[radius];
+    EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMseCoarse)], a * a * energy * energy / (h * w), 1e-9) << side;
+    EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMseCoarseMax)], a * a * std::pow(g0, 4), 1e-7) << side;
+    EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kMse)], a * a / (h * w), 1e-9) << side;
+  }
 }
 
 // One model for the whole file: training it is the slow part (about 5 s on one core).
@@ -149,6 +226,33 @@ TEST_F(AnomalyTest, CalibratedThresholdHoldsItsFprAndScoreAppliesIt) {
   EXPECT_THROW(calibrate(c, Logger(LogLevel::kQuiet)), UsageError);
 }
 
+TEST_F(AnomalyTest, CalibratedCoarseScoreIsStoredByNameAndUsedByScore) {
+  fs::create_directories(path("coarse-normal"));
+  for (int i = 0; i < 10; ++i) save_png(path("coarse-normal/k" + std::to_string(i) + ".png"), normal_image(600 + i));
+  CalibrateOptions c;
+  c.model = path("model.pt");
+  c.normal = path("coarse-normal");
+  c.fpr = 0.2;
+  c.score = "mse-coarse";
+  c.output = path("coarse.pt");
+  const CalibrateResult result = calibrate(c, Logger(LogLevel::kQuiet));
+  EXPECT_EQ(result.flagged, 2);
+  const AnomalyModel model = AnomalyModel::load(path("coarse.pt"));
+  ASSERT_TRUE(model.calibration().present);
+  EXPECT_EQ(model.calibration().score, ScoreKind::kMseCoarse);
+  // score uses the calibrated kind: each row is the image's mse-coarse.
+  ScoreOptions s;
+  s.inputs = {path("coarse-normal")};
+  s.model = path("coarse.pt");
+  const ScoreReport report = score_files(s, Logger(LogLevel::kQuiet));
+  EXPECT_EQ(report.kind, ScoreKind::kMseCoarse);
+  EXPECT_TRUE(report.calibrated);
+  ASSERT_EQ(report.rows.size(), 10u);
+  const ImageScores first = model.score(load_image(path("coarse-normal/k0.png")).pixels, false);
+  EXPECT_DOUBLE_EQ(report.rows[0].score, first.score[static_cast<int>(ScoreKind::kMseCoarse)]);
+  EXPECT_LT(first.score[static_cast<int>(ScoreKind::kMseCoarse)], first.score[static_cast<int>(ScoreKind::kMse)]);
+}
+
 TEST_F(AnomalyTest, DecodeOfEncodeIsTheReconstruction) {
   const AnomalyModel model = AnomalyModel::load(path("model.pt"));
   const torch::Tensor x = torch::stack({normal_image(7), normal_image(8)});
@@ -240,6 +344,10 @@ TEST_F(AnomalyTest, EvalComputesAurocAndPixelFiguresAgainstMasks) {
   EXPECT_GT(r.pixel_auroc_mse, 0.9);
   EXPECT_GT(r.pro_mse, 0.5);
   EXPECT_NE(anomaly_eval_table(r).find("| spot (6) |"), std::string::npos) << anomaly_eval_table(r);
+  // Every kind is reported, the coarse ones too.
+  EXPECT_NE(anomaly_eval_table(r).find("| mse-coarse-max | "), std::string::npos) << anomaly_eval_table(r);
+  EXPECT_NE(anomaly_eval_json(r).find("\"mse-coarse\": "), std::string::npos) << anomaly_eval_json(r);
+  EXPECT_GT(r.auroc[static_cast<int>(ScoreKind::kMseCoarse)], 0.5);
 }
 
 TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {

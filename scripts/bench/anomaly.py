@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import anomaly_common as ac  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-KINDS = ["mse", "mse-max", "ssim", "ssim-max"]
+KINDS = ["mse", "mse-max", "ssim", "ssim-max", "mse-coarse", "mse-coarse-max"]
 TILE_DEFECTS = ["blowhole", "break", "crack", "fray", "uneven"]
 
 # Our networks (chosen by measurement: models/training/anomaly/README.md).
@@ -226,7 +226,7 @@ def main():
         out.append(f"| per-pixel Gaussian | {b['gauss']['image_auroc']:.4f} | {b['gauss']['pixel_auroc']:.4f} | "
                    f"{b['gauss']['pro']:.4f} |")
         out.append("")
-        out.append("Per defect kind, ours (image AUROC, mse / mse-max / ssim / ssim-max): " + "; ".join(
+        out.append("Per defect kind, ours (image AUROC, " + " / ".join(KINDS) + "): " + "; ".join(
             f"{c['name']} " + "/".join(f"{c['auroc'][k]:.3f}" for k in KINDS) for c in o["categories"]))
         out.append("")
     text = "\n".join(out)

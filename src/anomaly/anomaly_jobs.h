@@ -84,14 +84,14 @@ struct AnomalyEvalOptions {
 struct CategoryResult {
   std::string name;
   int64_t count = 0;
-  double auroc[kScoreKinds] = {0, 0, 0, 0};
+  double auroc[kScoreKinds] = {};
 };
 
 struct AnomalyEvalResult {
   std::string model;
   int image_size = 0;
   int64_t normal_count = 0, anomalous_count = 0;
-  double auroc[kScoreKinds] = {0, 0, 0, 0};  // image AUROC by ScoreKind
+  double auroc[kScoreKinds] = {};  // image AUROC by ScoreKind
   std::vector<CategoryResult> categories;
   bool masks = false;
   double pixel_auroc_mse = 0, pixel_auroc_ssim = 0;  // by map

@@ -18,7 +18,7 @@ namespace {
 namespace F = torch::nn::functional;
 using Json = nlohmann::ordered_json;
 
-constexpr const char* kScoreNames[kScoreKinds] = {"mse", "mse-max", "ssim", "ssim-max"};
+constexpr const char* kScoreNames[kScoreKinds] = {"mse", "mse-max", "ssim", "ssim-max", "mse-coarse", "mse-coarse-max"};
 
 // A normalised 1-D Gaussian of `radius` taps each side, as a 1 x 1 x 1 x K kernel.
 torch::Tensor gaussian_row(double sigma, int radius) {
@@ -93,10 +93,14 @@ const char* name_of(ScoreKind kind) { return kScoreNames[static_cast<int>(kind)]
 ScoreKind parse_score_kind(const std::string& text) {
   for (int i = 0; i < kScoreKinds; ++i)
     if (text == kScoreNames[i]) return static_cast<ScoreKind>(i);
-  throw UsageError("--score must be one of mse, mse-max, ssim, ssim-max, got '" + text + "'");
+  std::string names;
+  for (int i = 0; i < kScoreKinds; ++i) names += std::string(i ? ", " : "") + kScoreNames[i];
+  throw UsageError("--score must be one of " + names + ", got '" + text + "'");
 }
 
 bool uses_ssim_map(ScoreKind kind) { return kind == ScoreKind::kSsim || kind == ScoreKind::kSsimMax; }
+
+double coarse_sigma(int64_t side) { return kCoarseSigma * static_cast<double>(side) / kCoarseSigmaSide; }
 
 AnomalyModel AnomalyModel::load(const std::string& path) {
   AnomalyModel m;
@@ -184,24 +188,36 @@ std::vector<int64_t> AnomalyModel::code_shape(int64_t height, int64_t width) con
   return network_.model->encode(torch::zeros({1, channels(), height, width})).sizes().slice(1).vec();
 }
 
-ImageScores AnomalyModel::score(const torch::Tensor& image, bool maps) const {
-  const torch::Tensor x = prepare(image).unsqueeze(0);
-  const torch::Tensor y = reconstruct(x).clamp(0, 1);
+torch::Tensor coarse_residual(const torch::Tensor& x, const torch::Tensor& y, double sigma) {
+  return blur((x - y).mean(1, true), sigma, static_cast<int>(std::ceil(3 * sigma)));
+}
+
+ImageScores scores_of(const torch::Tensor& x, const torch::Tensor& y, bool maps) {
   const torch::Tensor se = (x - y).pow(2).mean(1, true);
   const torch::Tensor se_smooth = smooth(se);
   const torch::Tensor dssim = smooth(dissimilarity_map(x, y));
+  const torch::Tensor coarse = coarse_residual(x, y, coarse_sigma(std::min(x.size(2), x.size(3)))).pow(2);
   ImageScores s;
   s.score[static_cast<int>(ScoreKind::kMse)] = se.mean().item<double>();
   s.score[static_cast<int>(ScoreKind::kMseMax)] = se_smooth.max().item<double>();
   s.score[static_cast<int>(ScoreKind::kSsim)] = dssim.mean().item<double>();
   s.score[static_cast<int>(ScoreKind::kSsimMax)] = dssim.max().item<double>();
+  s.score[static_cast<int>(ScoreKind::kMseCoarse)] = coarse.mean().item<double>();
+  s.score[static_cast<int>(ScoreKind::kMseCoarseMax)] = coarse.max().item<double>();
+  if (maps) {
+    s.error_map = plane_mat(se_smooth[0][0]);
+    s.ssim_map = plane_mat(dssim[0][0]);
+  }
+  return s;
+}
+
+ImageScores AnomalyModel::score(const torch::Tensor& image, bool maps) const {
+  const torch::Tensor x = prepare(image).unsqueeze(0);
+  ImageScores s = scores_of(x, reconstruct(x).clamp(0, 1), maps);
   if (maps) {
     const int h = static_cast<int>(image.size(1)), w = static_cast<int>(image.size(2));
-    for (auto [t, out] : {std::pair<const torch::Tensor*, cv::Mat*>{&se_smooth, &s.error_map}, {&dssim, &s.ssim_map}}) {
-      cv::Mat m = plane_mat((*t)[0][0]);
-      if (m.rows != h || m.cols != w) cv::resize(cv::Mat(m), m, cv::Size(w, h), 0, 0, cv::INTER_LINEAR);
-      *out = m;
-    }
+    for (cv::Mat* m : {&s.error_map, &s.ssim_map})
+      if (m->rows != h || m->cols != w) cv::resize(cv::Mat(*m), *m, cv::Size(w, h), 0, 0, cv::INTER_LINEAR);
   }
   return s;
 }
