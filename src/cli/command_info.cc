@@ -49,8 +49,9 @@ int print_codec_model(const std::string& path) {
             << "parameters:       " << parameters << "\n"
             << "MACs per pixel:   " << std::fixed << std::setprecision(0) << codec.model->macs_per_pixel() << "\n"
             << "lambdas:          ";
-  for (size_t i = 0; i < info.lambdas.size(); ++i) std::cout << (i ? ", " : "") << std::setprecision(4) << info.lambdas[i];
-  std::cout << " (quality 1 .. 100)\n"
+  std::cout << std::defaultfloat;  // lambdas as trained (0.00045, not 0.0004)
+  for (size_t i = 0; i < info.lambdas.size(); ++i) std::cout << (i ? ", " : "") << std::setprecision(6) << info.lambdas[i];
+  std::cout << std::fixed << " (quality 1 .. 100)\n"
             << "iterations:       " << info.iteration << "\n"
             << "best val RD:      ";
   if (std::isfinite(info.best_val_rd)) std::cout << std::setprecision(4) << info.best_val_rd << "\n";
