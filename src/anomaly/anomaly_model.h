@@ -38,8 +38,10 @@ ScoreKind parse_score_kind(const std::string& text);  // UsageError listing the 
 // dissimilarity (kSsim, kSsimMax).
 bool uses_ssim_map(ScoreKind kind);
 
-// The default before calibration chooses one (measured: README "Anomaly detection").
-inline constexpr ScoreKind kDefaultScore = ScoreKind::kMse;
+// The default before calibration chooses one (measured: README "Anomaly detection"): on the
+// Fashion-MNIST one-class protocol mse-coarse had the best mean AUROC of the six (0.896 against
+// mse's 0.853), and on the magnetic tiles it was within 0.01 of the best (mse-max).
+inline constexpr ScoreKind kDefaultScore = ScoreKind::kMseCoarse;
 // Sigma of the Gaussian that smooths the maps, in pixels of the model's input: a single noisy
 // pixel must not decide an image's maximum, and heat maps read better smooth.
 inline constexpr double kMapSigma = 2.0;

@@ -132,7 +132,7 @@ Command score_command() {
         ("output", "folder for NAME.heat.png (the per-pixel score in colour over the image) and NAME.map.png "
                    "(the raw map, 16-bit: value x 65535), input trees mirrored", cxxopts::value<std::string>())
         ("csv", "write the CSV to this file (default: standard output)", cxxopts::value<std::string>())
-        ("score", "mse, mse-max, ssim, ssim-max, mse-coarse or mse-coarse-max (default: the calibrated one, else mse)", cxxopts::value<std::string>());
+        ("score", "mse, mse-max, ssim, ssim-max, mse-coarse or mse-coarse-max (default: the calibrated one, else mse-coarse)", cxxopts::value<std::string>());
   };
   c.run = run_score;
   return c;
@@ -147,7 +147,7 @@ Command calibrate_command() {
     o.add_options("Calibration")
         ("normal", "folder (or file) of normal images", cxxopts::value<std::string>())
         ("fpr", "fraction of normal images allowed above the threshold, 0 to below 1 (default 0.01)", cxxopts::value<double>())
-        ("score", "mse, mse-max, ssim, ssim-max, mse-coarse or mse-coarse-max (default: the calibrated one, else mse)", cxxopts::value<std::string>())
+        ("score", "mse, mse-max, ssim, ssim-max, mse-coarse or mse-coarse-max (default: the calibrated one, else mse-coarse)", cxxopts::value<std::string>())
         ("output", "write the calibrated model here instead of in place (required for a checkpoint)",
          cxxopts::value<std::string>())
         ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
