@@ -22,6 +22,14 @@ namespace bottleneck::cli {
 
 namespace {
 
+// --lambdas' default as the help shows it: TrainOptions' own, so the two cannot disagree.
+std::string default_lambdas() {
+  const std::vector<double> lambdas = TrainOptions().lambdas;
+  std::string out;
+  for (double l : lambdas) out += (out.empty() ? "" : ",") + number_text(l);
+  return out;
+}
+
 // The only process-wide state: a signal handler can only talk through statics.
 std::atomic<bool> stop_requested{false};
 std::atomic<int> stop_signal{0};  // the signal that asked for the stop (0 = none)
@@ -39,8 +47,8 @@ void add_train_options(cxxopts::Options& o) {
                "images -> themselves: anomaly scores and latents)", cxxopts::value<std::string>())
       ("resize", "reconstruct: resize every image to N x N (training, scoring, encoding); default 0 = own size",
        cxxopts::value<int>())
-      ("lambdas", "compress: rate points of one variable-rate model, comma-separated lambdas of "
-                  "lambda*255^2*MSE + bpp (default 0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932)",
+      ("lambdas", "compress: rate points of one variable-rate model, comma-separated increasing lambdas of "
+                  "lambda*255^2*MSE + bpp (default " + default_lambdas() + ")",
        cxxopts::value<std::string>())
       ("codec-n", "compress: hidden channels of the transforms (default 64)", cxxopts::value<int>())
       ("codec-m", "compress: latent channels (default 96)", cxxopts::value<int>())

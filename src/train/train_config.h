@@ -62,8 +62,10 @@ struct TrainOptions {
                                  // count would be another run's batches and is refused
 
   // compress only. One model is trained for every rate: each lambda (> 0) is one rate point of
-  // the loss lambda x 255^2 x MSE + bpp (CompressAI's MSE qualities 1-7 by default).
-  std::vector<double> lambdas = {0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932};
+  // the loss lambda x 255^2 x MSE + bpp, in increasing order. The default is the shipped model's
+  // ladder: CompressAI's MSE qualities 1-7 and two rates below them (about 0.08 to 1.1 bpp on
+  // Kodak, models/training/codec-ladder-trial/README).
+  std::vector<double> lambdas = {0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932};
   int codec_n = 64;              // hidden channels of the codec's transforms, 1..4096
   int codec_m = 96;              // latent channels, 1..4096
   std::string codec_activation = "relu";  // "relu" or "gdn" (GDN / inverse GDN)
