@@ -25,9 +25,9 @@ namespace {
 // --lambdas' default as the help shows it: TrainOptions' own, so the two cannot disagree.
 std::string default_lambdas() {
   const std::vector<double> lambdas = TrainOptions().lambdas;
-  std::string out;
-  for (double l : lambdas) out += (out.empty() ? "" : ",") + number_text(l);
-  return out;
+  std::ostringstream out;
+  for (size_t i = 0; i < lambdas.size(); ++i) out << (i ? "," : "") << lambdas[i];
+  return out.str();
 }
 
 // The only process-wide state: a signal handler can only talk through statics.
