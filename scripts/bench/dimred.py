@@ -38,6 +38,7 @@ def main():
     p.add_argument("--cli", default=os.path.join(ROOT, "build", "bottleneck"))
     p.add_argument("--ks", default="8,16,32,64")
     p.add_argument("--iters", type=int, default=1500)
+    p.add_argument("--head", default="sigmoid", choices=["sigmoid", "linear"])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="/tmp/bn-dimred-bench")
@@ -63,7 +64,7 @@ def main():
         if not os.path.exists(model):
             shutil.rmtree(run_dir, ignore_errors=True)
             ac.run(a.cli, ["train", "--task", "reconstruct", "--data", f"fashion-mnist:{ac.FASHION}", "--arch", "conv-ae",
-                           "--widths", WIDTHS, "--bottleneck", str(k // 4), "--activation", "leaky_relu", "--head", "sigmoid", "--patch", "28",
+                           "--widths", WIDTHS, "--bottleneck", str(k // 4), "--activation", "leaky_relu", "--head", a.head, "--patch", "28",
                            "--batch", str(a.batch), "--no-augment", "--iters", str(a.iters), "--lr", "2e-3",
                            "--val-every", str(a.iters), "--val-max-images", "500", "--checkpoint-every", str(a.iters),
                            "--out", run_dir], a.threads, log)
@@ -80,7 +81,7 @@ def main():
     cmd = " ".join(shlex.quote(x) for x in sys.argv)
     print(f"Measured {when} on {ac.cpu_name()}, {a.threads} thread(s): `{cmd}`\n")
     print(f"Fashion-MNIST test reconstruction MSE (pixels in [0, 1]; ours: conv-ae {WIDTHS}, code 2 x 2 x k/4, "
-          f"{a.iters} steps of {a.batch} images)\n")
+          f"{a.head} head, {a.iters} steps of {a.batch} images)\n")
     print("| k | ours | PCA | ours / PCA | our training (s) |\n|--:|--:|--:|--:|--:|")
     for r in rows:
         print(f"| {r['k']} | {r['ours']:.5f} | {r['pca']:.5f} | {r['ours'] / r['pca']:.3f} | {r['train_seconds']:.0f} |")
