@@ -120,6 +120,32 @@ train_codec() {
   fi
 }
 
+train_one() {
+  local name="$1"; shift
+  local run="$runs/$name" seed="$root/models/training/$name"
+  if [ ! -f "$run/last.ckpt" ] && [ -f "$seed/last.ckpt" ]; then
+    mkdir -p "$run" && cp -r "$seed/." "$run/"
+    echo "train_models: seeded $run from $seed" >&2
+  fi
+  if [ -f "$run/last.ckpt" ]; then
+    "$cli" train --resume "$run" --precision "$precision" "$@"
+  else
+    case "$name" in
+      gray) "$cli" train "${common[@]}" --precision "$precision" "${gray[@]}" --out "$run" "$@" ;;
+      color) "$cli" train "${common[@]}" --precision "$precision" "${color[@]}" --out "$run" "$@" ;;
+      photo) "$cli" train --precision "$precision" "${photo[@]}" --out "$run" "$@" ;;
+    esac
+  fi
+  local done_iters total
+  done_iters=$("$cli" info "$run/last.ckpt" | awk '/^iterations:/ {print $2}')
+  total=$(sed -n 's/.*"iters": \([0-9]*\).*/\1/p' "$run/config.json")
+  if [ "$done_iters" = "$total" ]; then
+    "$cli" export --checkpoint "$run/best.ckpt" --output "$root/models/denoise-$name.pt"
+  else
+    echo "train_models: $name at iteration $done_iters of $total; run this script again to continue" >&2
+  fi
+}
+
 mkdir -p "$runs"
 case "$which" in
   gray) train_one gray "$@" ;;
