@@ -98,17 +98,23 @@ train_anomaly() {
     --score "$anomaly_score" --output "$root/models/anomaly-tile.pt"
 }
 
+# A missing run directory is seeded from the snapshot committed in models/training/NAME.
+seed_run() {
+  local run="$runs/$1" seed="$root/models/training/$1"
+  if [ ! -f "$run/last.ckpt" ] && [ -f "$seed/last.ckpt" ]; then
+    mkdir -p "$run" && cp -r "$seed/." "$run/"
+    echo "train_models: seeded $run from $seed" >&2
+  fi
+}
+
 # Codec runs have their own checkpoint format (codec/codec_trainer.h): resumed, not exported
 # (`bottleneck export --checkpoint RUN/best.ckpt --output models/codec.bnm` makes the model file).
 # `codec` is stage 3, `codec-stage1` and `codec-stage2` the stopped earlier stages (kept to
 # reproduce the start).
 train_codec() {
   local name="$1"; shift
-  local run="$runs/$name" seed="$root/models/training/$name"
-  if [ ! -f "$run/last.ckpt" ] && [ -f "$seed/last.ckpt" ]; then
-    mkdir -p "$run" && cp -r "$seed/." "$run/"
-    echo "train_models: seeded $run from $seed" >&2
-  fi
+  local run="$runs/$name"
+  seed_run "$name"
   if [ -f "$run/last.ckpt" ]; then
     "$cli" train --resume "$run" "$@"
   else
@@ -122,11 +128,8 @@ train_codec() {
 
 train_one() {
   local name="$1"; shift
-  local run="$runs/$name" seed="$root/models/training/$name"
-  if [ ! -f "$run/last.ckpt" ] && [ -f "$seed/last.ckpt" ]; then
-    mkdir -p "$run" && cp -r "$seed/." "$run/"
-    echo "train_models: seeded $run from $seed" >&2
-  fi
+  local run="$runs/$name"
+  seed_run "$name"
   if [ -f "$run/last.ckpt" ]; then
     "$cli" train --resume "$run" --precision "$precision" "$@"
   else
