@@ -69,6 +69,14 @@ TrainOptions tiny_run(const TempDir& dir, const std::string& out) {
   return o;
 }
 
+// tiny_run without validation, for `iterations` steps: runs whose checkpoints are what a test reads.
+TrainOptions unvalidated_run(const TempDir& dir, const std::string& out, int64_t iterations) {
+  TrainOptions o = tiny_run(dir, out);
+  o.val_dir.clear();
+  o.iterations = iterations;
+  return o;
+}
+
 // The first column's values of metrics.csv named `column`, non-empty ones.
 std::vector<double> column(const std::string& path, const std::string& name) {
   std::ifstream in(path);
@@ -257,9 +265,7 @@ TEST(CodecTrainer, StopFlagWritesLastCheckpointAndResumeFinishes) {
   test::write_synthetic_images(dir / "train", 4, 3, 64, 64, 100);
   Runtime runtime;
   const Logger quiet(LogLevel::kQuiet);
-  TrainOptions o = tiny_run(dir, "run");
-  o.val_dir.clear();
-  o.iterations = 10;
+  TrainOptions o = unvalidated_run(dir, "run", 10);
   std::atomic<bool> stop{false};
   TrainControl control;
   control.stop = &stop;
@@ -283,9 +289,7 @@ TEST(CodecTrainer, InitStartsAStepPriorRunFromAGainedRunsWeights) {
   test::write_synthetic_images(dir / "train", 4, 3, 64, 64, 100);
   Runtime runtime;
   const Logger quiet(LogLevel::kQuiet);
-  TrainOptions first = tiny_run(dir, "gained");
-  first.val_dir.clear();
-  first.iterations = 6;
+  TrainOptions first = unvalidated_run(dir, "gained", 6);
   first.codec_prior = "gained";
   ASSERT_TRUE(train_codec(first, TrainControl{}, runtime, quiet).finished);
   const std::string ckpt = dir / "gained/last.ckpt";
@@ -302,9 +306,7 @@ TEST(CodecTrainer, InitStartsAStepPriorRunFromAGainedRunsWeights) {
   CodecModel other(wider);
   EXPECT_THROW(init_codec_from_checkpoint(ckpt, *other, info.lambdas), Error);
   // Through the trainer: a step run with --init trains from there.
-  TrainOptions second = tiny_run(dir, "step");
-  second.val_dir.clear();
-  second.iterations = 4;
+  TrainOptions second = unvalidated_run(dir, "step", 4);
   second.init = ckpt;
   ASSERT_TRUE(train_codec(second, TrainControl{}, runtime, quiet).finished);
   EXPECT_EQ(read_codec_checkpoint_info(dir / "step/last.ckpt").spec.prior, "step");
@@ -319,9 +321,7 @@ TEST(CodecTrainer, InitOntoAnotherRateLadderMapsTheGainsInLogLambda) {
   test::write_synthetic_images(dir / "train", 4, 3, 64, 64, 100);
   Runtime runtime;
   const Logger quiet(LogLevel::kQuiet);
-  TrainOptions first = tiny_run(dir, "two");  // lambdas 0.01, 0.05
-  first.val_dir.clear();
-  first.iterations = 6;
+  TrainOptions first = unvalidated_run(dir, "two", 6);  // lambdas 0.01, 0.05
   ASSERT_TRUE(train_codec(first, TrainControl{}, runtime, quiet).finished);
   const std::string ckpt = dir / "two/last.ckpt";
   CodecModel before = load_checkpoint_model(ckpt);
@@ -346,9 +346,7 @@ TEST(CodecTrainer, InitOntoAnotherRateLadderMapsTheGainsInLogLambda) {
     EXPECT_TRUE(torch::equal(x.value(), q[x.key()])) << x.key();
   }
   // Through the trainer: a five-rate run trains from there.
-  TrainOptions second = tiny_run(dir, "five");
-  second.val_dir.clear();
-  second.iterations = 4;
+  TrainOptions second = unvalidated_run(dir, "five", 4);
   second.init = ckpt;
   second.lambdas = ladder;
   ASSERT_TRUE(train_codec(second, TrainControl{}, runtime, quiet).finished);

@@ -93,9 +93,13 @@ const char* name_of(ScoreKind kind) { return kScoreNames[static_cast<int>(kind)]
 ScoreKind parse_score_kind(const std::string& text) {
   for (int i = 0; i < kScoreKinds; ++i)
     if (text == kScoreNames[i]) return static_cast<ScoreKind>(i);
+  throw UsageError("--score must be one of " + score_kind_names() + ", got '" + text + "'");
+}
+
+std::string score_kind_names() {
   std::string names;
   for (int i = 0; i < kScoreKinds; ++i) names += std::string(i ? ", " : "") + kScoreNames[i];
-  throw UsageError("--score must be one of " + names + ", got '" + text + "'");
+  return names;
 }
 
 bool uses_ssim_map(ScoreKind kind) { return kind == ScoreKind::kSsim || kind == ScoreKind::kSsimMax; }

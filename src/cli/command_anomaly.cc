@@ -12,6 +12,11 @@
 namespace bottleneck::cli {
 namespace {
 
+// --score's help, for score and calibrate: the names and the default from anomaly_model.h.
+std::string score_help() {
+  return "one of " + score_kind_names() + " (default: the calibrated one, else " + name_of(kDefaultScore) + ")";
+}
+
 void add_model(cxxopts::Options& o) {
   o.add_options("Model")("model", "reconstruction model: a checkpoint of train --task reconstruct or its export",
                          cxxopts::value<std::string>());
@@ -132,7 +137,7 @@ Command score_command() {
         ("output", "folder for NAME.heat.png (the per-pixel score in colour over the image) and NAME.map.png "
                    "(the raw map, 16-bit: value x 65535), input trees mirrored", cxxopts::value<std::string>())
         ("csv", "write the CSV to this file (default: standard output)", cxxopts::value<std::string>())
-        ("score", "mse, mse-max, ssim, ssim-max, mse-coarse or mse-coarse-max (default: the calibrated one, else mse-coarse)", cxxopts::value<std::string>());
+        ("score", score_help(), cxxopts::value<std::string>());
   };
   c.run = run_score;
   return c;
@@ -147,7 +152,7 @@ Command calibrate_command() {
     o.add_options("Calibration")
         ("normal", "folder (or file) of normal images", cxxopts::value<std::string>())
         ("fpr", "fraction of normal images allowed above the threshold, 0 to below 1 (default 0.01)", cxxopts::value<double>())
-        ("score", "mse, mse-max, ssim, ssim-max, mse-coarse or mse-coarse-max (default: the calibrated one, else mse-coarse)", cxxopts::value<std::string>())
+        ("score", score_help(), cxxopts::value<std::string>())
         ("output", "write the calibrated model here instead of in place (required for a checkpoint)",
          cxxopts::value<std::string>())
         ("max-pixels", "refuse larger images (default 268435456)", cxxopts::value<int64_t>());
