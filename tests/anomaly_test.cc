@@ -371,5 +371,57 @@ TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {
   EXPECT_NE(r.output.find("absent.pt: no such file"), std::string::npos) << r.output;
 }
 
+// A dense code from the command line: --latent K trains on whole images of the run's --resize,
+// encode writes K numbers per image, decode turns them back into the reconstructions, and the
+// sizes a dense code cannot take are refused before any training.
+TEST_F(AnomalyTest, CliDenseLatentTrainsEncodesAndDecodes) {
+  const std::string train = path("train"), run = path("dense-run");
+  const std::string common = "--threads 1 --quiet train --task reconstruct --data " + train +
+                             " --arch conv-ae --widths 8,16,16 --latent 6 --head sigmoid --no-augment --batch 8 ";
+  fs::create_directories(path("dense-mixed"));
+  save_png(path("dense-mixed/a.png"), normal_image(1));
+  save_png(path("dense-mixed/b.png"), torch::rand({1, 40, 40}));
+  test::CommandResult r = test::run_cli("--threads 1 --quiet train --task reconstruct --data " + path("dense-mixed") +
+                                        " --arch conv-ae --latent 6 --head sigmoid --patch 32 --out " + path("dense-bad"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("holds one of 40 x 40: give --resize 32"), std::string::npos) << r.output;
+  r = test::run_cli(common + "--resize 32 --patch 32 --input-size 16 --out " + path("dense-bad"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--input-size 16 differs from --patch 32"), std::string::npos) << r.output;
+  r = test::run_cli(common + "--resize 32 --patch 16 --out " + path("dense-bad"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("differs from --resize 32"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(path("dense-bad/last.ckpt")));
+
+  r = test::run_cli(common + "--resize 32 --patch 32 --iters 200 --lr 3e-3 --val-every 200 --checkpoint-every 200 --out " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_cli("--threads 1 export --checkpoint " + run + "/last.ckpt --output " + path("dense.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const AnomalyModel model = AnomalyModel::load(path("dense.pt"));
+  EXPECT_EQ(model.info().arch.latent, 6);
+  EXPECT_EQ(model.image_size(), kSize);
+
+  fs::create_directories(path("dense-in"));
+  save_png(path("dense-in/a.png"), normal_image(7));
+  // Any size is brought to the model's: a 48 x 48 copy encodes too.
+  const torch::Tensor big = torch::nn::functional::interpolate(
+      normal_image(8).unsqueeze(0),
+      torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{48, 48}).mode(torch::kBilinear).align_corners(false))[0];
+  save_png(path("dense-in/b.png"), big.clamp(0, 1));
+  r = test::run_cli("--threads 1 --quiet encode --model " + path("dense.pt") + " " + path("dense-in") + " -o " + path("dz.csv"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const LatentTable table = read_latents(path("dz.csv"));
+  ASSERT_EQ(table.files.size(), 2u);
+  EXPECT_EQ(table.dims, 6u);
+  r = test::run_cli("--threads 1 --quiet decode --model " + path("dense.pt") + " " + path("dz.csv") + " -o " + path("dense-out"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const torch::Tensor rec = model.reconstruct(model.prepare(load_image(path("dense-in/a.png")).pixels).unsqueeze(0))[0];
+  // CSV keeps every float (%.9g): the decoded PNG is the reconstruction to 8-bit rounding.
+  EXPECT_LE((load_image(path("dense-out/a.png")).pixels - rec).abs().max().item<double>(), 0.5 / 255 + 1e-5);
+  // It learned something: the reconstruction is nearer the image than the images' mean level.
+  const torch::Tensor x = load_image(path("dense-in/a.png")).pixels;
+  EXPECT_LT((rec - x).pow(2).mean().item<double>(), 0.5 * (x - x.mean()).pow(2).mean().item<double>());
+}
+
 }  // namespace
 }  // namespace bottleneck

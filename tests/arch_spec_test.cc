@@ -74,6 +74,23 @@ TEST(ArchSpecTest, ValidationNamesFieldAndValue) {
       },
       {"residual", "conv-ae"});
   expect_invalid([](ArchSpec& s) { s.out_channels = 3; }, {"residual", "out_channels 3"});
+  // A dense code: conv-ae only, with its one input size, and within the weight ceiling.
+  auto dense_ae = [](ArchSpec& s) {
+    s.kind = ArchKind::kConvAE;
+    s.head = Head::kSigmoid;
+    s.latent = 8;
+    s.input_size = 28;
+  };
+  EXPECT_NO_THROW({
+    ArchSpec s = valid_spec();
+    dense_ae(s);
+    validate(s);  // no bottleneck_channels needed: the dense layer is the bottleneck
+  });
+  expect_invalid([](ArchSpec& s) { s.latent = 4; s.input_size = 28; }, {"latent", "conv-ae", "unet"});
+  expect_invalid([&](ArchSpec& s) { dense_ae(s); s.latent = -2; }, {"latent", "-2"});
+  expect_invalid([&](ArchSpec& s) { dense_ae(s); s.input_size = 0; }, {"input_size", "0"});
+  expect_invalid([&](ArchSpec& s) { dense_ae(s); s.input_size = 4096; s.latent = 4096; }, {"weights", "shrink"});
+  expect_invalid([](ArchSpec& s) { s.input_size = 28; }, {"input_size", "only for a dense latent"});
   expect_invalid([](ArchSpec& s) { s.head = static_cast<Head>(7); }, {"unknown value"});
 }
 
@@ -138,6 +155,16 @@ TEST(ArchSpecTest, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back.head, Head::kLinear);
   EXPECT_EQ(back.upsample, Upsample::kBilinear);
   EXPECT_EQ(to_json(back), text);
+
+  // The dense fields are written only when set, so other networks' files keep their bytes.
+  EXPECT_EQ(text.find("latent"), std::string::npos) << text;
+  spec.latent = 12;
+  spec.input_size = 30;
+  const ArchSpec dense = arch_spec_from_json(to_json(spec));
+  EXPECT_EQ(dense.latent, 12);
+  EXPECT_EQ(dense.input_size, 30);
+  EXPECT_EQ(dense.code_grid(), 4);  // 30 padded to 32 = 4 x 2^3
+  EXPECT_EQ(to_json(dense), to_json(spec));
 }
 
 TEST(ArchSpecTest, JsonUsesFieldNamesInDeclarationOrder) {

@@ -239,7 +239,8 @@ TEST(ProcessGroup, TwoRanksAverageGradientsShareWeightsAndNoticeADifference) {
   }
   std::vector<std::vector<double>> riding(2);
   std::vector<torch::Tensor> grads(2), weights(2);
-  std::vector<bool> any(2, false);
+  // Not std::vector<bool>: its elements share a word, so the two rank threads' writes would race.
+  std::vector<char> any(2, 0);
   std::vector<std::string> differ(2);
   std::vector<size_t> buckets(2);
   const auto errors = two_ranks([&](int r, ProcessGroup& group) {
@@ -296,7 +297,9 @@ TEST(ProcessGroup, ARankAloneFailsWithinTheTimeout) {
       const std::string m = e.what();
       EXPECT_EQ(m.rfind("rank " + std::to_string(rank) + " of 2: could not ", 0), 0u) << m;
       EXPECT_NE(m.find("within 1 s (--dist-timeout)"), std::string::npos) << m;
-      if (rank == 1) EXPECT_NE(m.find("at the rendezvous store 127.0.0.1:"), std::string::npos) << m;
+      if (rank == 1) {
+        EXPECT_NE(m.find("at the rendezvous store 127.0.0.1:"), std::string::npos) << m;
+      }
       EXPECT_EQ(m.find('\n'), std::string::npos) << m;
     }
     EXPECT_LT(seconds_since(start), 15.0) << "rank " << rank;

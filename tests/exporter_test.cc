@@ -265,6 +265,74 @@ for line in open(sys.argv[1]):
   std::cout << cases.size() << " Python runs, max abs diff " << worst << "\n";
 }
 
+// Conv-ae exports carry decode() too, and a dense code exports as linear layers: C++ and
+// Python get N x K codes from encode() and decode(encode(x), h, w) equal to forward(x) and to
+// the native network's output.
+TEST(Exporter, DenseLatentAndDecodeWorkInCppAndPython) {
+  TempDir dir;
+  struct Case {
+    ArchSpec spec;
+    std::vector<int64_t> shape;
+  };
+  std::vector<Case> cases;
+  for (int channels : {1, 3}) {
+    ArchSpec dense = spec_of({"conv-ae", channels, "sigmoid", "transposed", 2, 1, "leaky_relu", true});
+    dense.bottleneck_channels = 0;  // the dense layer reads the lowest level's 8 channels
+    dense.latent = 6;
+    dense.input_size = 13;  // padded to 16: a 4 x 4 x 8 map
+    validate(dense);
+    cases.push_back({dense, {2, channels, 13, 13}});
+  }
+  ArchSpec squeezed = spec_of({"conv-ae", 1, "linear", "bilinear", 3, 2, "silu", true});
+  squeezed.latent = 3;
+  squeezed.input_size = 16;
+  validate(squeezed);
+  cases.push_back({squeezed, {1, 1, 16, 16}});
+  cases.push_back({spec_of({"conv-ae", 3, "sigmoid", "transposed", 2, 2, "relu", true}), {1, 3, 19, 8}});
+
+  std::string manifest;
+  std::vector<torch::Tensor> expected;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string id = std::to_string(i);
+    Autoencoder native = export_random(cases[i].spec, dir / (id + ".ckpt"), dir / (id + ".pt"), 300 + i);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::rand(cases[i].shape);
+    expected.push_back(native->forward(x));
+    torch::jit::Module loaded = torch::jit::load(dir / (id + ".pt"));
+    const torch::Tensor code = loaded.get_method("encode")({x}).toTensor();
+    EXPECT_LE(max_diff(code, native->encode(x)), 1e-5) << to_json(cases[i].spec);
+    if (cases[i].spec.dense()) {
+      EXPECT_EQ(code.sizes().vec(), (std::vector<int64_t>{x.size(0), cases[i].spec.latent}));
+    }
+    const torch::Tensor decoded = loaded.get_method("decode")({code, x.size(2), x.size(3)}).toTensor();
+    EXPECT_LE(max_diff(decoded, expected.back()), 1e-5) << to_json(cases[i].spec);
+    write_floats(dir / (id + ".in"), x);
+    manifest += dir / (id + ".pt") + " " + dir / (id + ".in") + " " + dir / (id + ".out");
+    for (int64_t d : cases[i].shape) manifest += " " + std::to_string(d);
+    manifest += "\n";
+  }
+  if (!bottleneck::test::system_python_has("torch")) GTEST_SKIP() << "no torch in " << bottleneck::test::kSystemPython;
+  write_bytes(dir / "manifest.txt", manifest);
+  write_bytes(dir / "run.py", R"(import sys, numpy, torch
+for line in open(sys.argv[1]):
+    model, inp, out, *shape = line.split()
+    shape = [int(s) for s in shape]
+    m = torch.jit.load(model, map_location="cpu")
+    x = torch.from_numpy(numpy.fromfile(inp, dtype=numpy.float32).reshape(shape))
+    with torch.no_grad():
+        code = m.encode(x)
+        y = m.decode(code, shape[2], shape[3])
+        assert torch.allclose(y, m(x), atol=1e-6)
+    y.contiguous().numpy().astype(numpy.float32).tofile(out)
+)");
+  const auto result = bottleneck::test::run_command(std::string(bottleneck::test::kSystemPython) + " " +
+                                                    dir / "run.py" + " " + dir / "manifest.txt");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (size_t i = 0; i < cases.size(); ++i)
+    EXPECT_LE(max_diff(read_floats(dir / (std::to_string(i) + ".out"), expected[i].sizes().vec()), expected[i]), 1e-5)
+        << to_json(cases[i].spec);
+}
+
 TEST(Exporter, LoadModelReadsExportsWithTheirMetadata) {
   TempDir dir;
   ArchSpec spec = spec_of({"unet", 3, "residual", "bilinear", 2, 2, "leaky_relu", true});

@@ -1,6 +1,7 @@
 #include "nets/models.h"
 
 #include <cmath>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -8,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "nets/layer_plan.h"
 #include "util/error.h"
 #include "runtime/runtime.h"
 #include "test_util.h"
@@ -220,6 +222,60 @@ TEST(ModelsTest, EncodeShape) {
   ArchSpec ae = tiny_spec("conv-ae", 3);  // padded to 40 x 56 for depth 3 as well
   ae.bottleneck_channels = 6;
   EXPECT_EQ(shape(make_model(ae)->encode(x)), (std::vector<int64_t>{2, 6, 5, 7}));
+}
+
+// A dense code: the lowest level's map flattened through to_latent to K numbers and back;
+// decode(encode(x)) is forward(x), the sizes and counts are the hand-computed ones, and an
+// input of another size is refused by name.
+TEST(ModelsTest, DenseLatentEncodesToKNumbersAndDecodesBack) {
+  torch::NoGradGuard no_grad;
+  ArchSpec ae = hand_spec();  // widths {4, 8}: depth 1
+  ae.kind = ArchKind::kConvAE;
+  ae.head = Head::kSigmoid;
+  ae.latent = 5;
+  ae.input_size = 7;  // padded to 8: a 4 x 4 x 8 map, 128 values
+  validate(ae);
+  EXPECT_EQ(ae.code_grid(), 4);
+  Autoencoder model = make_model(ae);
+  const auto params = model->named_parameters();
+  EXPECT_EQ(shape(params["to_latent.weight"]), (std::vector<int64_t>{5, 128}));
+  EXPECT_EQ(shape(params["from_latent.weight"]), (std::vector<int64_t>{128, 5}));
+  EXPECT_FALSE(params.contains("squeeze.weight"));
+  const int64_t expected_params = (1 * 4 * 9 + 4) + (4 * 8 * 9 + 8) + (8 * 8 * 9 + 8)  // enc0, down1, enc1
+                                  + (128 * 5 + 5) + (5 * 128 + 128)                   // to_latent, from_latent
+                                  + (8 * 4 * 4 + 4) + (4 * 4 * 9 + 4) + (4 * 1 * 9 + 1);  // dec1, head
+  EXPECT_EQ(parameter_count(*model), expected_params);
+  // The dense layers: 128 x 5 MACs each per image of 8 x 8 padded pixels.
+  const double convs = 1 * 4 * 9 + 4 * 8 * 9 / 4.0 + 8 * 8 * 9 / 4.0 + 8 * 4 + 4 * 4 * 9 + 4 * 1 * 9;
+  EXPECT_DOUBLE_EQ(model->macs_per_pixel(), convs + 2 * 128 * 5 / 64.0);
+  EXPECT_EQ(make_plan(ae).receptive_radius(), 8);
+
+  const torch::Tensor x = torch::rand({3, 1, 7, 7});
+  const torch::Tensor code = model->encode(x);
+  EXPECT_EQ(shape(code), (std::vector<int64_t>{3, 5}));
+  const torch::Tensor y = model->forward(x);
+  EXPECT_EQ(shape(y), (std::vector<int64_t>{3, 1, 7, 7}));
+  EXPECT_LE((model->decode(code, 7, 7) - y).abs().max().item<double>(), 1e-6);
+  // The code is the whole story: changing one of its numbers changes the output.
+  torch::Tensor other = code.clone();
+  other[0][2] += 3;
+  EXPECT_GT((model->decode(other, 7, 7)[0] - y[0]).abs().max().item<double>(), 1e-4);
+
+  auto refused = [&](const std::function<void()>& f, const std::string& needle) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted; expected: " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  refused([&] { model->forward(torch::rand({1, 1, 8, 8})); }, "takes 7 x 7 images only, got 8 x 8");
+  refused([&] { model->decode(code, 8, 8); }, "decodes to 7 x 7 only");
+  refused([&] { model->decode(torch::rand({1, 6}), 7, 7); }, "a dense code is N x 5");
+
+  // With --bottleneck too, the squeeze comes first and the dense layer reads its channels.
+  ae.bottleneck_channels = 2;
+  EXPECT_EQ(shape(make_model(ae)->named_parameters()["to_latent.weight"]), (std::vector<int64_t>{5, 32}));
 }
 
 TEST(ModelsTest, GradientsReachTheFirstLayer) {

@@ -121,6 +121,8 @@ AnomalyModel AnomalyModel::load(const std::string& path) {
     if (m.image_size_ < 0 || m.image_size_ > 1 << 15)
       throw Error(ErrorKind::kCorrupt, path, "damaged training options: resize " + std::to_string(m.image_size_));
   }
+  // A dense code takes its one input size: every image is brought to it, whatever the run said.
+  if (m.network_.info.arch.dense()) m.image_size_ = m.network_.info.arch.input_size;
   if (!m.network_.metadata_json.empty()) {
     const auto meta = Json::parse(m.network_.metadata_json, nullptr, false);
     if (meta.is_object() && meta.contains("anomaly")) m.calibration_ = parse_calibration(meta["anomaly"], path);

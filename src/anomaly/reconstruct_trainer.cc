@@ -98,6 +98,17 @@ class ReconstructObjective final : public TrainingObjective {
     }
     if (!o.val_dir.empty())
       val = load_folder(o.val_dir, channels, o.resize, o.max_pixels, log, &skipped_validation, o.val_max_images);
+    if (o.arch.dense()) {
+      // A dense code takes one image size: the crops must be whole images, as scoring sees them.
+      const int side = o.arch.input_size;
+      for (const auto* set : {&train, &val})
+        for (const torch::Tensor& image : *set)
+          if (image.size(1) != side || image.size(2) != side)
+            throw UsageError("--latent: the network takes " + std::to_string(side) + " x " + std::to_string(side) +
+                             " images, but " + (set == &train ? o.data_dir : o.val_dir) + " holds one of " +
+                             std::to_string(image.size(2)) + " x " + std::to_string(image.size(1)) +
+                             ": give --resize " + std::to_string(side));
+    }
     val_ = std::move(val);
     images_ = train.size();
     dataset_ = std::make_unique<PatchDataset>(std::move(train), std::vector<torch::Tensor>{}, o.patches);

@@ -145,7 +145,7 @@ TrainOptions apply_flags(TrainOptions t, const cxxopts::ParseResult& r) {
   if (r.count("iters") && !r.count("epochs")) t.epochs = 0;  // an explicit --iters wins over a config's epochs
   if (r.count("lambdas")) t.lambdas = parse_lambdas(r["lambdas"].as<std::string>());
   if (r.count("no-augment")) t.patches.augment = false;
-  if (arch_options_given(r)) t.arch = arch_from_options(r);
+  if (arch_options_given(r)) t.arch = arch_from_options(r, t.patches.patch);
   return t;
 }
 
@@ -193,7 +193,7 @@ int run_train(const cxxopts::ParseResult& r, const Context& ctx) {
     const std::string path = r["config"].as<std::string>();
     options = train_options_from_json(read_file(path), options, path);
   } else {
-    options.arch = arch_from_options(r);
+    options.arch = arch_from_options(r, options.patches.patch);
   }
   // A reconstruction model learns from the images as they are unless --noise asks for a
   // denoising autoencoder; the denoiser's default noise would be a surprise there.

@@ -32,7 +32,11 @@ class SourceWriter {
     std::ostringstream s;
     s << "def _check(self, x: Tensor) -> None:\n"
       << "    assert x.dim() == 4 and x.size(1) == " << spec_.in_channels << ", \"model expects N x "
-      << spec_.in_channels << " x H x W input\"\n\n"
+      << spec_.in_channels << " x H x W input\"\n";
+    if (spec_.dense())
+      s << "    assert x.size(2) == " << spec_.input_size << " and x.size(3) == " << spec_.input_size
+        << ", \"this network's dense code takes " << spec_.input_size << " x " << spec_.input_size << " images only\"\n";
+    s << "\n"
       // As pad_to_multiple in models.cc: reflection needs pad < side (it mirrors without
       // repeating the edge), tiny sides replicate; width first, then height.
       << "def _pad_end(self, x: Tensor, dim: int, amount: int) -> Tensor:\n"
@@ -76,7 +80,24 @@ class SourceWriter {
         break;
     }
     s << "    return y.narrow(2, 0, x.size(2)).narrow(3, 0, x.size(3))\n";
+    if (decodes()) {
+      // The inverse half, as models.cc's decode(): an encode() code back to an h x w output.
+      s << "\ndef decode(self, code: Tensor, height: int, width: int) -> Tensor:\n"
+        << "    f = code\n"
+        << steps(plan_.decoder, /*skips=*/false) << "    y = " << head << "\n";
+      if (plan_.head_kind == Head::kSigmoid) s << "    y = torch.sigmoid(y)\n";
+      s << "    return y.narrow(2, 0, height).narrow(3, 0, width)\n";
+    }
     return s.str();
+  }
+
+  // Whether the network's code is all its decoder reads (no skips) and its output is not the
+  // input plus something: then the export has decode() too.
+  bool decodes() const {
+    if (plan_.head_kind == Head::kResidual) return false;
+    for (const PlanStep& step : plan_.decoder)
+      if (step.op == PlanStep::Op::kAddSkip) return false;
+    return true;
   }
 
   // Flattened parameter name -> shape, for every parameter the source reads.
@@ -110,6 +131,16 @@ class SourceWriter {
         case PlanStep::Op::kAddSkip:
           s << "    f = f + s" << step.index << "\n";
           break;
+        case PlanStep::Op::kToLatent:
+          s << "    f = " << linear("f.flatten(1)", step.name, step.in, step.out) << "\n";
+          break;
+        case PlanStep::Op::kFromLatent: {
+          const std::string l = linear("f", step.name, step.in, step.out);
+          const int g = plan_.grid;
+          s << "    f = " << (step.activate ? act(l) : l) << ".reshape([-1, " << step.out / (g * g) << ", " << g << ", "
+            << g << "])\n";
+          break;
+        }
       }
     }
     return s.str();
@@ -124,6 +155,13 @@ class SourceWriter {
     return "torch.conv2d(" + input + ", self." + name + "_weight, self." + name + "_bias, [" +
            std::to_string(stride) + ", " + std::to_string(stride) + "], [" + std::to_string(pad) +
            ", " + std::to_string(pad) + "])";
+  }
+
+  // A linear layer on N x in rows (torch.linear is not TorchScript's; addmm is what it runs).
+  std::string linear(const std::string& input, const std::string& name, int in, int out) {
+    record(name + "_weight", {out, in});
+    record(name + "_bias", {out});
+    return "torch.addmm(self." + name + "_bias, " + input + ", self." + name + "_weight.t())";
   }
 
   // 2x upsampling: a 2x2 stride-2 transposed conv (computed as models.cc does), or a bilinear resize (align_corners false,
@@ -168,7 +206,8 @@ class SourceWriter {
 
 // Deterministic input of odd size (so padding and cropping run) that leaves the global RNG alone.
 torch::Tensor probe_input(const ArchSpec& spec) {
-  const int64_t h = spec.size_multiple() + 3, w = 2 * spec.size_multiple() + 1;
+  const int64_t h = spec.dense() ? spec.input_size : spec.size_multiple() + 3;
+  const int64_t w = spec.dense() ? spec.input_size : 2 * spec.size_multiple() + 1;
   return torch::arange(spec.in_channels * h * w, torch::kFloat)
       .mul(0.6180339887)
       .frac()
@@ -203,6 +242,17 @@ void verify_export(const std::string& file, const std::string& path, Autoencoder
   if (!(diff <= kTolerance))
     throw Error(path, "the exported forward() differs from the trained network by " +
                           std::to_string(diff) + " (exporter bug; please report)");
+  if (loaded.find_method("decode")) {
+    torch::Tensor decoded;
+    try {
+      const torch::Tensor code = loaded.get_method("encode")({x}).toTensor();
+      decoded = loaded.get_method("decode")({code, x.size(2), x.size(3)}).toTensor();
+    } catch (const std::exception& e) {
+      throw Error(path, "the exported decode() fails: " + first_line(e.what()));
+    }
+    if (decoded.sizes() != expected.sizes() || !((decoded - expected).abs().max().item<double>() <= kTolerance))
+      throw Error(path, "the exported decode(encode(x)) differs from forward(x) (exporter bug; please report)");
+  }
 }
 
 // Whether `path` is a TorchScript file carrying our metadata (any failure means no).

@@ -1,6 +1,7 @@
 #include "nets/arch_spec.h"
 
 #include <climits>
+#include <cstdint>
 
 #include <nlohmann/json.hpp>
 
@@ -14,13 +15,15 @@ namespace {
 constexpr int kMaxDepth = 6;
 constexpr int kMaxChannels = 4096;
 constexpr int kMaxConvsPerLevel = 16;
+constexpr int kMaxInputSize = 4096;
+constexpr int64_t kMaxDenseWeights = int64_t{1} << 28;  // 1 GiB of float weights per dense layer
 
 // ordered_json keeps the keys in the order the struct declares them, so the text is stable.
 using Json = nlohmann::ordered_json;
 
 const char* const kFieldNames[] = {
     "kind",       "in_channels", "out_channels", "widths", "convs_per_level", "bottleneck_channels",
-    "activation", "head",        "upsample",     "depth"};
+    "activation", "head",        "upsample",     "latent", "input_size", "depth"};
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
@@ -133,8 +136,23 @@ void validate(const ArchSpec& spec) {
   if (spec.bottleneck_channels < 0 || spec.bottleneck_channels > kMaxChannels)
     invalid("bottleneck_channels must be in 0.." + std::to_string(kMaxChannels) + ", got " +
             std::to_string(spec.bottleneck_channels));
-  if (spec.kind == ArchKind::kConvAE && spec.bottleneck_channels == 0)
-    invalid("bottleneck_channels must be > 0 for kind \"conv-ae\", got 0");
+  if (spec.latent < 0) invalid("latent must be >= 0, got " + std::to_string(spec.latent));
+  if (spec.kind == ArchKind::kConvAE && spec.bottleneck_channels == 0 && !spec.dense())
+    invalid("bottleneck_channels must be > 0 for kind \"conv-ae\" without a dense latent, got 0");
+  if (spec.dense()) {
+    if (spec.kind != ArchKind::kConvAE)
+      invalid("latent (a dense code) needs kind \"conv-ae\", got kind " + quoted(name_of(spec.kind)));
+    if (spec.input_size < 1 || spec.input_size > kMaxInputSize)
+      invalid("input_size must be in 1.." + std::to_string(kMaxInputSize) + " with a dense latent, got " +
+              std::to_string(spec.input_size));
+    const int grid = spec.code_grid();
+    const int64_t flat = int64_t{spec.bottleneck_channels > 0 ? spec.bottleneck_channels : spec.widths.back()} * grid * grid;
+    if (flat * spec.latent > kMaxDenseWeights)
+      invalid("a dense latent of " + std::to_string(spec.latent) + " from " + std::to_string(flat) +
+              " values needs more than " + std::to_string(kMaxDenseWeights) + " weights: shrink input_size or latent");
+  } else if (spec.input_size != 0) {
+    invalid("input_size is only for a dense latent (latent > 0), got " + std::to_string(spec.input_size));
+  }
   if (spec.head == Head::kResidual) {
     if (spec.kind != ArchKind::kUNet)
       invalid("head \"residual\" needs kind \"unet\", got kind " + quoted(name_of(spec.kind)));
@@ -156,6 +174,11 @@ std::string to_json(const ArchSpec& spec) {
   j["activation"] = name_of(spec.activation);
   j["head"] = name_of(spec.head);
   j["upsample"] = name_of(spec.upsample);
+  // Only when set, so that the files of networks without a dense code stay as they were.
+  if (spec.dense()) {
+    j["latent"] = spec.latent;
+    j["input_size"] = spec.input_size;
+  }
   j["depth"] = spec.depth();
   return j.dump();
 }
@@ -194,6 +217,10 @@ ArchSpec arch_spec_from_json(const std::string& json_text) {
       spec.head = json_enum(v, key, parse_head);
     } else if (key == "upsample") {
       spec.upsample = json_enum(v, key, parse_upsample);
+    } else if (key == "latent") {
+      spec.latent = json_int(v, key);
+    } else if (key == "input_size") {
+      spec.input_size = json_int(v, key);
     } else if (key == "depth") {
       depth = json_int(v, key);
       has_depth = true;

@@ -40,10 +40,19 @@ struct ArchSpec {
                                     // kLinear:  output = last conv
   Upsample upsample = Upsample::kTransposed;  // kTransposed (2x2 stride-2 transposed conv) or
                                               // kBilinear (bilinear 2x upsampling, 3x3 conv)
+  int latent = 0;                   // > 0 (conv-ae only): a dense code of this many numbers, a
+                                    // linear layer from the whole lowest level (after the
+                                    // squeeze, if bottleneck_channels > 0) and one back;
+                                    // 0: the code is the lowest level's feature map
+  int input_size = 0;               // the side of the one square input a dense code fits
+                                    // (required with latent > 0, else 0)
 
   int depth() const { return static_cast<int>(widths.size()) - 1; }
   // Inputs are padded to a multiple of this and cropped back.
   int size_multiple() const { return 1 << depth(); }
+  bool dense() const { return latent > 0; }
+  // Rows (= columns) of the lowest level for the dense code's input: input_size / 2^depth, rounded up.
+  int code_grid() const { return (input_size + size_multiple() - 1) / size_multiple(); }
 };
 
 // Throws UsageError naming the first invalid field.

@@ -59,12 +59,27 @@ LayerPlan make_plan(const ArchSpec& spec) {
     if (unet && l < depth) enc.push_back(skip(PlanStep::Op::kSaveSkip, l));
   }
   const int b = spec.bottleneck_channels;
-  const bool squeeze = !unet || (b > 0 && b != w.back());
+  const bool squeeze = b > 0 && (!unet || b != w.back());
   if (squeeze) enc.push_back(conv("squeeze", w.back(), b, 1, depth));
+  // A dense code: the lowest level's whole map through a linear layer, the code left linear.
+  const int map_channels = squeeze ? b : w.back();
+  if (spec.dense()) {
+    plan.grid = spec.code_grid();
+    plan.input_size = spec.input_size;
+    PlanStep to = conv("to_latent", map_channels * plan.grid * plan.grid, spec.latent, 1, depth);
+    to.op = PlanStep::Op::kToLatent;
+    to.activate = false;
+    enc.push_back(to);
+  }
 
   // Decoder: per level an upsampling, added to the skip (U-Net) or activated in place of the
   // level's first conv (conv-ae), then the level's convs.
   auto& dec = plan.decoder;
+  if (spec.dense()) {
+    PlanStep from = conv("from_latent", spec.latent, map_channels * plan.grid * plan.grid, 1, depth);
+    from.op = PlanStep::Op::kFromLatent;
+    dec.push_back(from);
+  }
   if (squeeze) dec.push_back(conv("expand", b, w.back(), 1, depth));
   for (int l = depth; l >= 1; --l) {
     PlanStep up;
@@ -90,7 +105,7 @@ std::vector<const PlanStep*> LayerPlan::layers() const {
   std::vector<const PlanStep*> out;
   for (const auto* part : {&encoder, &decoder})
     for (const PlanStep& s : *part)
-      if (s.op == PlanStep::Op::kConv || s.op == PlanStep::Op::kUp) out.push_back(&s);
+      if (s.op != PlanStep::Op::kSaveSkip && s.op != PlanStep::Op::kAddSkip) out.push_back(&s);
   out.push_back(&head);
   return out;
 }
@@ -98,6 +113,11 @@ std::vector<const PlanStep*> LayerPlan::layers() const {
 double LayerPlan::macs_per_pixel() const {
   double macs = 0;
   for (const PlanStep* s : layers()) {
+    if (s->op == PlanStep::Op::kToLatent || s->op == PlanStep::Op::kFromLatent) {
+      // in x out once per image, over the grid^2 x 4^level pixels of the padded input.
+      macs += static_cast<double>(s->in) * s->out / (static_cast<double>(grid) * grid * static_cast<double>(1LL << (2 * s->level)));
+      continue;
+    }
     const bool transposed = s->op == PlanStep::Op::kUp && upsample == Upsample::kTransposed;
     // Output level: a stride-2 conv halves the resolution, an upsampling doubles it. Each output
     // pixel of a 2x2 stride-2 transposed conv receives exactly one tap.
@@ -112,6 +132,7 @@ int LayerPlan::receptive_radius() const {
   // Sum over the layers of (kernel radius x the scale the layer reads at): a 3x3 conv adds one
   // pixel of its input's resolution; a 2x upsampling adds up to one coarse pixel, and the
   // bilinear kind's conv one more fine pixel.
+  if (grid > 0) return grid << encoder.back().level;  // every output pixel sees the whole padded input
   int radius = 0;
   for (const PlanStep* s : layers()) {
     if (s->op == PlanStep::Op::kUp) {

@@ -18,6 +18,8 @@ namespace bottleneck {
 //   down{l}        3x3 stride-2 conv from level l-1 to level l (l = 1..depth)
 //   enc{l}_conv{i} the further 3x3 convs at level l
 //   squeeze, expand 1x1 convs into and out of the bottleneck code at the lowest level
+//   to_latent, from_latent  the dense code's linear layers (conv-ae with a latent): the
+//                  lowest level's map flattened to the code, and the code back to that map
 //   dec{l}_up      upsampling from level l to l-1: a 2x2 stride-2 transposed conv, or (bilinear)
 //                  the 3x3 conv after a 2x bilinear resize
 //   dec{l}_conv{i} 3x3 convs at level l-1 after that upsampling
@@ -30,10 +32,12 @@ struct PlanStep {
     kUp,        // f = 2x upsampling of f (as the plan's Upsample says)
     kSaveSkip,  // skip[index] = f
     kAddSkip,   // f = f + skip[index]
+    kToLatent,  // f = linear(flatten(f)): in = the lowest level's C x grid x grid values, out = the code
+    kFromLatent,  // f = linear(f) as C x grid x grid (C = out / grid^2)
   };
   Op op = Op::kConv;
   std::string name;   // parameter prefix (kConv, kUp)
-  int in = 0, out = 0, kernel = 3, stride = 1;
+  int in = 0, out = 0, kernel = 3, stride = 1;  // the dense kinds: kernel 1 (in x out weights)
   int level = 0;      // resolution level read: the layer sees 1/2^level of the padded input
   bool activate = false;  // the activation follows
   int index = -1;     // skip index (kSaveSkip, kAddSkip)
@@ -47,11 +51,13 @@ struct LayerPlan {
   std::vector<PlanStep> encoder;  // padded input -> the bottleneck code (encode() returns it)
   std::vector<PlanStep> decoder;  // code -> full-resolution features; skips are the encoder's
   PlanStep head;                  // the output conv; the head kind says what follows it
+  int grid = 0;                   // a dense code's lowest level is grid x grid (0: no dense code)
+  int input_size = 0;             // the one input side a dense code takes (0: any)
 
   // Multiply-accumulates per input pixel of one forward pass.
   double macs_per_pixel() const;
   // Pixels of context on each side that influence an output pixel (an upper bound): tiles
-  // with this margin reproduce whole-image inference.
+  // with this margin reproduce whole-image inference. A dense code sees the whole input.
   int receptive_radius() const;
   // Every layer with parameters, in registration order (encoder, decoder, head).
   std::vector<const PlanStep*> layers() const;

@@ -29,7 +29,9 @@ class PlanNet : public AutoencoderImpl {
     macs_per_pixel_ = plan_.macs_per_pixel();
     for (const PlanStep* step : plan_.layers()) {
       Layer layer;
-      if (step->op == PlanStep::Op::kUp && plan_.upsample == Upsample::kTransposed) {
+      if (step->op == PlanStep::Op::kToLatent || step->op == PlanStep::Op::kFromLatent) {
+        layer.linear = register_module(step->name, torch::nn::Linear(step->in, step->out));
+      } else if (step->op == PlanStep::Op::kUp && plan_.upsample == Upsample::kTransposed) {
         layer.transposed = register_module(
             step->name, torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(step->in, step->out, 2).stride(2)));
       } else {
@@ -82,10 +84,20 @@ class PlanNet : public AutoencoderImpl {
         throw Error(ErrorKind::kUnsupported, "", "decode needs a network whose code is all it keeps (conv-ae), not one with skips");
     if (plan_.head_kind == Head::kResidual)
       throw Error(ErrorKind::kUnsupported, "", "decode needs a sigmoid or linear head (a residual head adds the input)");
+    if (plan_.grid > 0) {
+      if (height != plan_.input_size || width != plan_.input_size)
+        throw Error(ErrorKind::kInvalidData, "",
+                    "this network's dense code decodes to " + std::to_string(plan_.input_size) + " x " +
+                        std::to_string(plan_.input_size) + " only, not " + std::to_string(height) + " x " +
+                        std::to_string(width));
+      if (code.dim() != 2 || code.size(1) != spec_.latent)
+        throw Error(ErrorKind::kInvalidData, "",
+                    "a dense code is N x " + std::to_string(spec_.latent) + ", got " + shape_text(code.sizes().vec()));
+    }
     const int64_t m = spec_.size_multiple();
     const int64_t code_channels = plan_.decoder.empty() ? spec_.widths.back() : plan_.decoder.front().in;
-    if (code.dim() != 4 || code.size(1) != code_channels || code.size(2) != (height + m - 1) / m ||
-        code.size(3) != (width + m - 1) / m)
+    if (plan_.grid == 0 && (code.dim() != 4 || code.size(1) != code_channels || code.size(2) != (height + m - 1) / m ||
+                            code.size(3) != (width + m - 1) / m))
       throw Error(ErrorKind::kInvalidData, "",
                   "a code for a " + std::to_string(height) + " x " + std::to_string(width) + " output is N x " +
                       std::to_string(code_channels) + " x " + std::to_string((height + m - 1) / m) + " x " +
@@ -100,6 +112,7 @@ class PlanNet : public AutoencoderImpl {
   struct Layer {
     torch::nn::Conv2d conv{nullptr};
     torch::nn::ConvTranspose2d transposed{nullptr};
+    torch::nn::Linear linear{nullptr};
   };
 
   // Runs `steps` from f; skips are kept in *skips (nullptr: not needed, encode() alone).
@@ -121,6 +134,12 @@ class PlanNet : public AutoencoderImpl {
         case PlanStep::Op::kAddSkip:
           f = f + skips->at(step.index);
           continue;
+        case PlanStep::Op::kToLatent:
+          f = linear(layers_.at(&step).linear, f.flatten(1));
+          break;
+        case PlanStep::Op::kFromLatent:
+          f = linear(layers_.at(&step).linear, f).view({-1, step.out / (plan_.grid * plan_.grid), plan_.grid, plan_.grid});
+          break;
       }
       if (step.activate) f = act(f);
     }
@@ -134,6 +153,11 @@ class PlanNet : public AutoencoderImpl {
     return F::conv2d(x, c->weight.to(compute_dtype_),
                      F::Conv2dFuncOptions().bias(c->bias.to(compute_dtype_)).stride(o.stride())
                          .padding((*o.kernel_size())[0] / 2));
+  }
+
+  torch::Tensor linear(torch::nn::Linear& l, const torch::Tensor& x) const {
+    if (compute_dtype_ == torch::kFloat) return l->forward(x);
+    return F::linear(x, l->weight.to(compute_dtype_), l->bias.to(compute_dtype_));
   }
 
   torch::Tensor apply_up(Layer& u, const torch::Tensor& x) const {
@@ -170,6 +194,11 @@ class PlanNet : public AutoencoderImpl {
     if (x.dim() != 4 || x.size(1) != spec_.in_channels)
       throw Error("model expects N x " + std::to_string(spec_.in_channels) +
                   " x H x W input, got shape " + shape_text(x.sizes().vec()));
+    if (plan_.grid > 0 && (x.size(2) != plan_.input_size || x.size(3) != plan_.input_size))
+      throw Error(ErrorKind::kInvalidData, "",
+                  "this network's dense code takes " + std::to_string(plan_.input_size) + " x " +
+                      std::to_string(plan_.input_size) + " images only, got " + std::to_string(x.size(3)) + " x " +
+                      std::to_string(x.size(2)));
     return pad_to_multiple(x, spec_.size_multiple());
   }
 

@@ -77,6 +77,15 @@ TrainingMemoryEstimate estimate_training_memory(const TrainOptions& o) {
           continue;
         case PlanStep::Op::kSaveSkip:
           continue;
+        case PlanStep::Op::kToLatent:
+          keep(n * s.out * element);
+          if (s.activate) keep(n * s.out * element);
+          continue;
+        case PlanStep::Op::kFromLatent:
+          level = s.level;
+          channels = s.out / (plan.grid * plan.grid);
+          keep(tensor(channels, level));
+          break;
       }
       if (s.activate) keep(tensor(channels, level));
     }

@@ -133,6 +133,16 @@ void validate(const TrainOptions& o) {
   if (o.task == "denoise" && o.patches.patch % o.arch.size_multiple() != 0)
     fail("--patch " + std::to_string(o.patches.patch) + " must be a multiple of " +
          std::to_string(o.arch.size_multiple()) + " (2^depth of the network)");
+  if (o.arch.dense()) {
+    // A dense code fits one input size: training crops, and scoring brings every image to it.
+    if (o.task != "reconstruct") fail("--latent (a dense code) is for --task reconstruct");
+    if (o.arch.input_size != o.patches.patch)
+      fail("--input-size " + std::to_string(o.arch.input_size) + " differs from --patch " +
+           std::to_string(o.patches.patch) + ": a dense code is trained on whole images of its input size");
+    if (o.resize > 0 && o.resize != o.patches.patch)
+      fail("--patch " + std::to_string(o.patches.patch) + " differs from --resize " + std::to_string(o.resize) +
+           ": a dense code is trained on whole images (give both the same)");
+  }
   if (o.lr_min > o.lr) fail("--lr-min " + number_text(o.lr_min) + " is above --lr " + number_text(o.lr));
 }
 
