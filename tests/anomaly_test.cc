@@ -371,6 +371,24 @@ TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {
   EXPECT_NE(r.output.find("absent.pt: no such file"), std::string::npos) << r.output;
 }
 
+// --standardize: every image leaves model_input with mean 0.5 and spread 0.15 whatever its
+// brightness and contrast, so a darker, flatter copy of an image is the same input; a flat image
+// stays flat.
+TEST(AnomalyInputTest, StandardizeTakesOutBrightnessAndContrast) {
+  // Uniform values: none lies beyond the 3.3 spreads at which the standardized input clips.
+  torch::manual_seed(3);
+  const torch::Tensor x = 0.2 + 0.4 * torch::rand({1, kSize, kSize});
+  const torch::Tensor a = model_input(x, 1, 0, true);
+  EXPECT_NEAR(a.mean().item<double>(), 0.5, 1e-3);
+  EXPECT_NEAR(a.std(/*unbiased=*/false).item<double>(), 0.15, 2e-3);
+  const torch::Tensor darker = model_input(0.1 + 0.5 * x, 1, 0, true);
+  EXPECT_LE((darker - a).abs().max().item<double>(), 1e-5);
+  EXPECT_LE((model_input(x, 1, 0, false) - x).abs().max().item<double>(), 0);  // off: the image as it is
+  EXPECT_LE((model_input(torch::full({1, 8, 8}, 0.7), 1, 0, true) - 0.5).abs().max().item<double>(), 1e-6);
+  // Resizing first: the 16 x 16 input of a 32 x 32 image, in RGB from gray.
+  EXPECT_EQ(model_input(x, 3, 16, true).sizes().vec(), (std::vector<int64_t>{3, 16, 16}));
+}
+
 // A dense code from the command line: --latent K trains on whole images of the run's --resize,
 // encode writes K numbers per image, decode turns them back into the reconstructions, and the
 // sizes a dense code cannot take are refused before any training.
@@ -393,13 +411,15 @@ TEST_F(AnomalyTest, CliDenseLatentTrainsEncodesAndDecodes) {
   EXPECT_NE(r.output.find("differs from --resize 32"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(path("dense-bad/last.ckpt")));
 
-  r = test::run_cli(common + "--resize 32 --patch 32 --iters 200 --lr 3e-3 --val-every 200 --checkpoint-every 200 --out " + run);
+  r = test::run_cli(common + "--resize 32 --patch 32 --iters 200 --lr 3e-3 --val-every 200 --checkpoint-every 200 --standardize --out " + run);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = test::run_cli("--threads 1 export --checkpoint " + run + "/last.ckpt --output " + path("dense.pt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const AnomalyModel model = AnomalyModel::load(path("dense.pt"));
   EXPECT_EQ(model.info().arch.latent, 6);
   EXPECT_EQ(model.image_size(), kSize);
+  EXPECT_TRUE(model.standardize());  // the run's --standardize travels in the export
+  EXPECT_FALSE(AnomalyModel::load(path("model.pt")).standardize());
 
   fs::create_directories(path("dense-in"));
   save_png(path("dense-in/a.png"), normal_image(7));
@@ -418,8 +438,9 @@ TEST_F(AnomalyTest, CliDenseLatentTrainsEncodesAndDecodes) {
   const torch::Tensor rec = model.reconstruct(model.prepare(load_image(path("dense-in/a.png")).pixels).unsqueeze(0))[0];
   // CSV keeps every float (%.9g): the decoded PNG is the reconstruction to 8-bit rounding.
   EXPECT_LE((load_image(path("dense-out/a.png")).pixels - rec).abs().max().item<double>(), 0.5 / 255 + 1e-5);
-  // It learned something: the reconstruction is nearer the image than the images' mean level.
-  const torch::Tensor x = load_image(path("dense-in/a.png")).pixels;
+  // It learned something: the reconstruction is nearer its (standardized) input than that
+  // input's mean level.
+  const torch::Tensor x = model.prepare(load_image(path("dense-in/a.png")).pixels);
   EXPECT_LT((rec - x).pow(2).mean().item<double>(), 0.5 * (x - x.mean()).pow(2).mean().item<double>());
 }
 

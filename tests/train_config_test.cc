@@ -106,6 +106,12 @@ TEST(TrainConfig, ValidateNamesTheBadField) {
   o = valid_options();
   o.noise = "gauss:3";
   EXPECT_THROW(validate(o), UsageError);
+  o = valid_options();
+  o.standardize = true;  // a denoiser must see the image's own levels
+  expect_bad(o, "--standardize");
+  o.task = "reconstruct";
+  o.arch.head = Head::kSigmoid;
+  EXPECT_NO_THROW(validate(o));
 }
 
 namespace {

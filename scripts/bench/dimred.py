@@ -4,10 +4,11 @@
 images, measured in the same run; and a 2-D scatter plot of the test set's latents coloured by class.
 
     /usr/bin/python3 scripts/bench/dimred.py [--cli build/bottleneck] [--ks 8,16,32,64]
-        [--iters 1500] [--threads 1] [--work /tmp/bn-dimred-bench] [--figures docs/images]
+        [--iters 1500] [--code map|dense] [--threads 1] [--work /tmp/bn-dimred-bench] [--figures docs/images]
 
 Ours: `train --task reconstruct --data fashion-mnist:...` with a conv-ae whose code is 2 x 2 x k/4
-(28 x 28 padded to 32, four 2x downsamplings), then `score --score mse` of the 10 000 test images
+(28 x 28 padded to 32, four 2x downsamplings; --code map) or k dense numbers (--code dense: linear
+layers from and to the 2 x 2 x 64 map), then `score --score mse` of the 10 000 test images
 (the mean of per-image MSE is the test MSE: all images are 28 x 28) with the run's last
 checkpoint (no selection on the test set). PCA: the top k eigenvectors of the training images'
 covariance. The scatter: `encode` of the test set with the k = 8 model, projected to the two
@@ -39,6 +40,7 @@ def main():
     p.add_argument("--ks", default="8,16,32,64")
     p.add_argument("--iters", type=int, default=1500)
     p.add_argument("--head", default="sigmoid", choices=["sigmoid", "linear"])
+    p.add_argument("--code", default="map", choices=["map", "dense"])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="/tmp/bn-dimred-bench")
@@ -56,15 +58,16 @@ def main():
     mean, comps = ac.pca_fit(tr, max(ks))
     rows = []
     for k in ks:
-        if k % 4:
-            raise SystemExit("--ks: each k must be a multiple of 4 (a 2 x 2 x k/4 code)")
+        if k % 4 and a.code == "map":
+            raise SystemExit("--ks: each k must be a multiple of 4 (a 2 x 2 x k/4 code; --code dense takes any k)")
+        code = ["--latent", str(k)] if a.code == "dense" else ["--bottleneck", str(k // 4)]
         t0 = time.time()
         run_dir = os.path.join(a.work, f"run-{k}")
         model = os.path.join(a.work, f"dimred-{k}.pt")
         if not os.path.exists(model):
             shutil.rmtree(run_dir, ignore_errors=True)
             ac.run(a.cli, ["train", "--task", "reconstruct", "--data", f"fashion-mnist:{ac.FASHION}", "--arch", "conv-ae",
-                           "--widths", WIDTHS, "--bottleneck", str(k // 4), "--activation", "leaky_relu", "--head", a.head, "--patch", "28",
+                           "--widths", WIDTHS] + code + ["--activation", "leaky_relu", "--head", a.head, "--patch", "28",
                            "--batch", str(a.batch), "--no-augment", "--iters", str(a.iters), "--lr", "2e-3",
                            "--val-every", str(a.iters), "--val-max-images", "500", "--checkpoint-every", str(a.iters),
                            "--out", run_dir], a.threads, log)
@@ -80,7 +83,7 @@ def main():
     when = datetime.date.today().isoformat()
     cmd = " ".join(shlex.quote(x) for x in sys.argv)
     print(f"Measured {when} on {ac.cpu_name()}, {a.threads} thread(s): `{cmd}`\n")
-    print(f"Fashion-MNIST test reconstruction MSE (pixels in [0, 1]; ours: conv-ae {WIDTHS}, code 2 x 2 x k/4, "
+    print(f"Fashion-MNIST test reconstruction MSE (pixels in [0, 1]; ours: conv-ae {WIDTHS}, {'code 2 x 2 x k/4' if a.code == 'map' else 'a dense code of k'}, "
           f"{a.head} head, {a.iters} steps of {a.batch} images)\n")
     print("| k | ours | PCA | ours / PCA | our training (s) |\n|--:|--:|--:|--:|--:|")
     for r in rows:

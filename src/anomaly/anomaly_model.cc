@@ -120,6 +120,8 @@ AnomalyModel AnomalyModel::load(const std::string& path) {
       m.image_size_ = config["resize"].get<int>();
     if (m.image_size_ < 0 || m.image_size_ > 1 << 15)
       throw Error(ErrorKind::kCorrupt, path, "damaged training options: resize " + std::to_string(m.image_size_));
+    if (config.is_object() && config.contains("standardize") && config["standardize"].is_boolean())
+      m.standardize_ = config["standardize"].get<bool>();
   }
   // A dense code takes its one input size: every image is brought to it, whatever the run said.
   if (m.network_.info.arch.dense()) m.image_size_ = m.network_.info.arch.input_size;
@@ -157,17 +159,25 @@ std::string AnomalyModel::metadata_with(const Calibration& c) const {
   return meta.dump(2);
 }
 
-torch::Tensor AnomalyModel::prepare(const torch::Tensor& image) const {
-  torch::Tensor x = to_channels(image, channels()).unsqueeze(0);
-  const int s = image_size_;
-  if (s > 0 && (x.size(2) != s || x.size(3) != s)) {
+torch::Tensor model_input(const torch::Tensor& image, int channels, int size, bool standardize) {
+  torch::Tensor x = to_channels(image, channels).unsqueeze(0);
+  if (size > 0 && (x.size(2) != size || x.size(3) != size)) {
     // Area averaging when shrinking (no aliasing), bilinear when enlarging.
-    const bool shrink = x.size(2) >= s && x.size(3) >= s;
-    auto o = F::InterpolateFuncOptions().size(std::vector<int64_t>{s, s});
+    const bool shrink = x.size(2) >= size && x.size(3) >= size;
+    auto o = F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size});
     o = shrink ? o.mode(torch::kArea) : o.mode(torch::kBilinear).align_corners(false);
     x = F::interpolate(x, o).clamp(0, 1);
   }
-  return x.squeeze(0);
+  if (standardize) {
+    // The floor keeps a flat image flat (0.5) instead of amplifying its rounding noise.
+    const torch::Tensor spread = x.std(/*unbiased=*/false).clamp_min(1e-2);
+    x = (0.5 + 0.15 * (x - x.mean()) / spread).clamp(0, 1);
+  }
+  return x.squeeze(0).contiguous();
+}
+
+torch::Tensor AnomalyModel::prepare(const torch::Tensor& image) const {
+  return model_input(image, channels(), image_size_, standardize_);
 }
 
 torch::Tensor AnomalyModel::reconstruct(const torch::Tensor& batch) const {

@@ -95,6 +95,13 @@ torch::Tensor coarse_residual(const torch::Tensor& x, const torch::Tensor& y, do
 // the coarse kinds at coarse_sigma(min(h, w)); with `maps`, the maps at h x w.
 ImageScores scores_of(const torch::Tensor& x, const torch::Tensor& y, bool maps);
 
+// An image (C x H x W float in [0,1], C of 1 or 3) as a reconstruction model sees it, in
+// training and in scoring alike: converted to `channels`; resized to `size` x `size` when size
+// > 0 (area averaging to shrink, bilinear to enlarge); and with `standardize`, its own mean and
+// spread taken out, 0.5 + 0.15 (x - mean) / std clipped to [0, 1] (3.3 standard deviations each
+// side), so brightness and contrast that change between photos do not count as anomalies.
+torch::Tensor model_input(const torch::Tensor& image, int channels, int size, bool standardize);
+
 class AnomalyModel {
  public:
   // Reads a checkpoint or an export of a network with a sigmoid or linear head (Error
@@ -106,13 +113,15 @@ class AnomalyModel {
   int channels() const;
   // The side images are resized to (both dimensions) before the network; 0 = used as they are.
   int image_size() const { return image_size_; }
+  // Whether images are standardized before the network (train --standardize).
+  bool standardize() const { return standardize_; }
   const Calibration& calibration() const { return calibration_; }
   // The export's metadata with `calibration` in place of the one it has (for calibrate).
   std::string metadata_with(const Calibration& calibration) const;
   bool is_export() const { return !network_.metadata_json.empty(); }
 
-  // An image (C x H x W float in [0,1], any C of 1 or 3) as the network sees it: converted to
-  // its channels and resized to image_size().
+  // An image (C x H x W float in [0,1], any C of 1 or 3) as the network sees it: model_input
+  // at the model's channels, image_size() and standardize().
   torch::Tensor prepare(const torch::Tensor& image) const;
   // N x C x h x w prepared images -> their reconstructions (the network's forward()).
   torch::Tensor reconstruct(const torch::Tensor& batch) const;
@@ -128,6 +137,7 @@ class AnomalyModel {
  private:
   LoadedNetwork network_;
   int image_size_ = 0;
+  bool standardize_ = false;
   Calibration calibration_;
 };
 

@@ -1,12 +1,14 @@
 #include "anomaly/reconstruct_trainer.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <sstream>
 
 #include <torch/torch.h>
 
+#include "anomaly/anomaly_model.h"
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/noise.h"
@@ -24,23 +26,14 @@
 namespace bottleneck {
 namespace {
 
-namespace F = torch::nn::functional;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr char kFashionPrefix[] = "fashion-mnist:";
 constexpr int kDefaultFashionValidation = 1000;
 
-// The image as the model will see it: `channels`, and `size` x `size` when size > 0 (area
-// averaging to shrink, bilinear to enlarge; AnomalyModel::prepare does the same at scoring time).
-torch::Tensor prepared(const torch::Tensor& chw, int channels, int size) {
-  torch::Tensor x = to_channels(chw, channels);
-  if (size <= 0 || (x.size(1) == size && x.size(2) == size)) return x.contiguous();
-  const bool shrink = x.size(1) >= size && x.size(2) >= size;
-  auto o = F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size});
-  o = shrink ? o.mode(torch::kArea) : o.mode(torch::kBilinear).align_corners(false);
-  return F::interpolate(x.unsqueeze(0), o).clamp(0, 1).squeeze(0).contiguous();
-}
+// Every image goes through `prep` (model_input at the run's settings) as it is loaded.
+using Prep = std::function<torch::Tensor(const torch::Tensor&)>;
 
-std::vector<torch::Tensor> load_folder(const std::string& dir, int channels, int size, int64_t max_pixels,
+std::vector<torch::Tensor> load_folder(const std::string& dir, const Prep& prep, int64_t max_pixels,
                                        const Logger& log, std::vector<std::string>* skipped, int limit = 0) {
   std::vector<Error> unlisted;
   const std::vector<std::string> files = list_images(dir, &unlisted);
@@ -52,7 +45,7 @@ std::vector<torch::Tensor> load_folder(const std::string& dir, int channels, int
   for (const std::string& f : files) {
     if (limit > 0 && static_cast<int>(images.size()) >= limit) break;
     try {
-      images.push_back(prepared(load_image(f, max_pixels).pixels, channels, size));
+      images.push_back(prep(load_image(f, max_pixels).pixels));
     } catch (const Error& e) {
       log.warn(e.what(), " (skipped)");
       skipped->push_back(e.what());
@@ -62,7 +55,7 @@ std::vector<torch::Tensor> load_folder(const std::string& dir, int channels, int
   return images;
 }
 
-std::vector<torch::Tensor> fashion_images(const FashionMnistSource& source, bool train, int channels, int size,
+std::vector<torch::Tensor> fashion_images(const FashionMnistSource& source, bool train, const Prep& prep,
                                           int limit) {
   const LabelledImages set = read_fashion_mnist(source.dir, train);
   std::vector<torch::Tensor> images;
@@ -71,7 +64,7 @@ std::vector<torch::Tensor> fashion_images(const FashionMnistSource& source, bool
     if (!source.classes.empty() &&
         std::find(source.classes.begin(), source.classes.end(), static_cast<int>(labels[i])) == source.classes.end())
       continue;
-    images.push_back(prepared(set.images[i], channels, size));
+    images.push_back(prep(set.images[i]));
     if (limit > 0 && static_cast<int>(images.size()) >= limit) break;
   }
   if (images.empty()) throw Error(ErrorKind::kInvalidData, source.dir, "no images of the classes asked for");
@@ -83,21 +76,22 @@ class ReconstructObjective final : public TrainingObjective {
   ReconstructObjective(const TrainOptions& o, const TrainControl& control, const Runtime& runtime, const Logger& log)
       : options_(o), device_(runtime.device) {
     const int channels = o.arch.in_channels;
+    const Prep prep = [&](const torch::Tensor& chw) { return model_input(chw, channels, o.resize, o.standardize); };
     noise_ = parse_noise(o.noise.empty() ? "none" : o.noise);
     std::vector<torch::Tensor> train, val;
     if (is_fashion_mnist_source(o.data_dir)) {
       const FashionMnistSource source = parse_fashion_mnist_source(o.data_dir);
       log.info("loading Fashion-MNIST training images from ", source.dir);
-      train = fashion_images(source, true, channels, o.resize, 0);
+      train = fashion_images(source, true, prep, 0);
       if (o.val_dir.empty())
-        val = fashion_images(source, false, channels, o.resize,
+        val = fashion_images(source, false, prep,
                              o.val_max_images > 0 ? o.val_max_images : kDefaultFashionValidation);
     } else {
       log.info("loading training images from ", o.data_dir);
-      train = load_folder(o.data_dir, channels, o.resize, o.max_pixels, log, &skipped_training);
+      train = load_folder(o.data_dir, prep, o.max_pixels, log, &skipped_training);
     }
     if (!o.val_dir.empty())
-      val = load_folder(o.val_dir, channels, o.resize, o.max_pixels, log, &skipped_validation, o.val_max_images);
+      val = load_folder(o.val_dir, prep, o.max_pixels, log, &skipped_validation, o.val_max_images);
     if (o.arch.dense()) {
       // A dense code takes one image size: the crops must be whole images, as scoring sees them.
       const int side = o.arch.input_size;
@@ -128,7 +122,8 @@ class ReconstructObjective final : public TrainingObjective {
     return std::string(name_of(options_.arch.kind)) + " (" + std::to_string(parameter_count(*model_)) +
            " parameters, " + fixed(2 * model_->macs_per_pixel() / 1e3, 1) + " kFLOP/pixel) reconstructing " +
            std::to_string(images_) + " images" +
-           (options_.resize > 0 ? " at " + std::to_string(options_.resize) + " x " + std::to_string(options_.resize) : "");
+           (options_.resize > 0 ? " at " + std::to_string(options_.resize) + " x " + std::to_string(options_.resize) : "") +
+           (options_.standardize ? ", each standardized" : "");
   }
   std::string progress_label() const override { return "train"; }
   double training_pixels() const override { return static_cast<double>(dataset_->pixel_count()); }

@@ -45,6 +45,8 @@ void add_train_options(cxxopts::Options& o) {
   o.add_options("Task")
       ("task", "denoise (the autoencoder, default), compress (the learned image codec) or reconstruct (normal "
                "images -> themselves: anomaly scores and latents)", cxxopts::value<std::string>())
+      ("standardize", "reconstruct: take each image's own mean and spread out before the network (training, "
+                      "scoring, encoding): 0.5 + 0.15 (x - mean) / std; for parts photographed under changing light")
       ("resize", "reconstruct: resize every image to N x N (training, scoring, encoding); default 0 = own size",
        cxxopts::value<int>())
       ("lambdas", "compress: rate points of one variable-rate model, comma-separated increasing lambdas of "

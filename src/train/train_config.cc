@@ -124,6 +124,7 @@ void validate(const TrainOptions& o) {
       fail("--patch " + std::to_string(o.patches.patch) + " must be a multiple of 16 (the codec's downsampling)");
   }
   if (o.resize != 0 && o.task != "reconstruct") fail("--resize is for --task reconstruct");
+  if (o.standardize && o.task != "reconstruct") fail("--standardize is for --task reconstruct");
   if (o.task == "reconstruct" && o.arch.head == Head::kResidual)
     fail("--task reconstruct needs --head sigmoid or linear (a residual head passes its input through)");
   if (o.arch.in_channels != o.arch.out_channels)

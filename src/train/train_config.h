@@ -22,6 +22,9 @@ struct TrainOptions {
                                  // (reconstruct: or fashion-mnist:DIR[?classes=0,3])
   int resize = 0;                // reconstruct: images resized to resize x resize pixels for
                                  // training, scoring and encoding, 0..4096; 0 = their own size
+  bool standardize = false;      // reconstruct: each image's own mean and spread taken out
+                                 // before the network (anomaly_model.h's model_input), for
+                                 // training, scoring and encoding alike
   std::string pairs_dir;         // real noisy partners of data_dir, matched by relative path;
                                  // empty = synthetic noise from `noise`
   std::string val_dir;           // full validation images; empty = no validation

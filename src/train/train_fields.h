@@ -24,6 +24,7 @@ void visit_train_fields(TrainOptions& o, Visitor&& v) {
   v("patch", o.patches.patch);
   v("batch", o.patches.batch);
   v("resize", o.resize);
+  v("standardize", o.standardize);
   v("iters", o.iterations);
   v("epochs", o.epochs);
   v("lr", o.lr);
