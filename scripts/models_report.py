@@ -245,7 +245,7 @@ def other_models_section(cli):
     entries = [
         ("codec.bnm", "the learned image codec of `compress` and `decompress` (one model, every rate)",
          ["model id", "codec", "parameters", "MACs per pixel", "lambdas", "iterations", "best val RD"],
-         "[training/codec-ladder-trial/README](training/codec-ladder-trial/README) (before it: [training/codec-step-trial/README](training/codec-step-trial/README), [training/codec/README](training/codec/README)), RD benchmark against JPEG, WebP, JPEG 2000, "
+         "[training/codec-ladder/README](training/codec-ladder/README) (before it: [training/codec-ladder-trial/README](training/codec-ladder-trial/README), [training/codec-step/README](training/codec-step/README), [training/codec/README](training/codec/README)), RD benchmark against JPEG, WebP, JPEG 2000, "
          "AVIF and JPEG XL in [training/codec-rd.md](training/codec-rd.md), architecture sweep in "
          "[training/codec-sweep.md](training/codec-sweep.md)"),
         ("anomaly-tile.pt", "an example detector for `score` (64 x 64 gray surface images, calibrated)",
