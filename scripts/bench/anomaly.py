@@ -4,7 +4,7 @@ in the same run.
 
     /usr/bin/python3 scripts/bench/anomaly.py [--cli build/bottleneck] [--parts fashion,tile]
         [--threads 1] [--work /tmp/bn-anomaly-bench] [--figures docs/images] [--classes 0,1,...]
-        [--fm-iters 500] [--tile-iters 800] [--tile-data ../shared/data/anomaly/magnetic-tile]
+        [--fm-iters 2000] [--tile-iters 6000] [--tile-data ../shared/data/anomaly/magnetic-tile]
 
 fashion  Fashion-MNIST one-class protocol: for each class c, `train --task reconstruct` on the
          6000 training images of class c, `eval --task anomaly` on all 10 000 test images
@@ -193,7 +193,9 @@ def heat_grid(a, model, out, log):
         label = np.full((24, strip.shape[1], 3), 255, np.uint8)
         cv2.putText(label, f"{kind}: image | heat map | ground truth (x3)", (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
         rows.append(np.concatenate([label, strip], 0))
-    cv2.imwrite(out, np.concatenate(rows, 0))
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    if not cv2.imwrite(out, np.concatenate(rows, 0)):
+        raise SystemExit(f"{out}: could not write the heat-map grid")
     print(f"wrote {out}", file=log, flush=True)
 
 
@@ -205,8 +207,8 @@ def main():
     p.add_argument("--work", default="/tmp/bn-anomaly-bench")
     p.add_argument("--figures", default="")
     p.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
-    p.add_argument("--fm-iters", type=int, default=500)
-    p.add_argument("--tile-iters", type=int, default=800)
+    p.add_argument("--fm-iters", type=int, default=2000)
+    p.add_argument("--tile-iters", type=int, default=6000)
     p.add_argument("--tile-data", default=os.path.join(ROOT, "..", "shared", "data", "anomaly", "magnetic-tile"))
     # Measured (README "Anomaly detection"): on Fashion-MNIST a sigmoid head trained some classes
     # badly (class 7 stayed near the mean image) and linear raised the mean AUROC; on the tiles the
