@@ -14,6 +14,7 @@
 
 #include "anomaly/anomaly_jobs.h"
 #include "anomaly/anomaly_model.h"
+#include "anomaly/latent_gaussian.h"
 #include "anomaly/latent_io.h"
 #include "anomaly/reconstruct_trainer.h"
 #include "formats/exporter.h"
@@ -253,6 +254,108 @@ TEST_F(AnomalyTest, CalibratedCoarseScoreIsStoredByNameAndUsedByScore) {
   EXPECT_LT(first.score[static_cast<int>(ScoreKind::kMseCoarse)], first.score[static_cast<int>(ScoreKind::kMse)]);
 }
 
+// The latent Gaussian by hand: four codes (+-1, 0), (0, +-2) have mean 0, variances 2/3 and 8/3
+// (n - 1 in the denominator) and no covariance; the ridge adds 1e-3 x their mean, 1/600.
+TEST(LatentGaussian, FitsMeanAndShrunkPrecisionAsComputedByHand) {
+  const std::vector<float> codes = {1, 0, -1, 0, 0, 2, 0, -2};
+  const std::vector<double> coarse = {1e-3, 2e-3, 4e-3, 8e-3};
+  std::string why;
+  const LatentGaussian g = fit_latent_gaussian(codes, 2, coarse, &why);
+  ASSERT_TRUE(g.present) << why;
+  EXPECT_EQ(g.dims, 2);
+  EXPECT_EQ(g.count, 4);
+  EXPECT_NEAR(g.mean[0], 0, 1e-12);
+  EXPECT_NEAR(g.mean[1], 0, 1e-12);
+  const double vx = 2.0 / 3 + 1.0 / 600, vy = 8.0 / 3 + 1.0 / 600;
+  EXPECT_NEAR(g.precision[0], 1 / vx, 1e-9);
+  EXPECT_NEAR(g.precision[1], 0, 1e-12);
+  EXPECT_NEAR(g.precision[3], 1 / vy, 1e-9);
+  const float z[2] = {1, 1};
+  EXPECT_NEAR(g.distance(z, 2), 1 / vx + 1 / vy, 1e-9);
+  // The fitted codes' log distances: (1, 1, 4, 4) / (vx, vx, vy, vy); log coarse: log 1e-3 + k log 2.
+  const double lx = std::log(1 / vx), ly = std::log(4 / vy), m = (lx + ly) / 2;
+  EXPECT_NEAR(g.log_distance_mean, m, 1e-9);
+  EXPECT_NEAR(g.log_distance_std, std::abs(lx - ly) / 2, 1e-9);
+  const double lc = std::log(1e-3) + 1.5 * std::log(2.0), sc = std::log(2.0) * std::sqrt(1.25);
+  EXPECT_NEAR(g.log_coarse_mean, lc, 1e-9);
+  EXPECT_NEAR(g.log_coarse_std, sc, 1e-9);
+  const double d = g.distance(z, 2);
+  EXPECT_NEAR(g.blend(0.01, d), (std::log(0.01) - lc) / sc + (std::log(d) - m) / (std::abs(lx - ly) / 2), 1e-9);
+  EXPECT_THROW(g.distance(z, 1), Error);
+  // Not fitted: no more images than numbers, or a code longer than kMaxLatentDims.
+  EXPECT_FALSE(fit_latent_gaussian(std::vector<float>(4, 0.f), 2, {1, 1}, &why).present);
+  EXPECT_NE(why.find("more images than numbers"), std::string::npos) << why;
+  const int64_t long_code = kMaxLatentDims + 1;
+  EXPECT_FALSE(fit_latent_gaussian(std::vector<float>(static_cast<size_t>(long_code) * 300, 0.f), long_code,
+                                   std::vector<double>(300, 1.0), &why).present);
+  EXPECT_NE(why.find(std::to_string(long_code)), std::string::npos) << why;
+}
+
+TEST_F(AnomalyTest, CalibrateFitsTheNormalCodesAndTheLatentScoresUseThem) {
+  // The tiny model's code is 2 x 8 x 8 = 128 numbers: 140 normal images fit it.
+  fs::create_directories(path("latent-normal"));
+  for (int i = 0; i < 140; ++i) save_png(path("latent-normal/l" + std::to_string(i) + ".png"), normal_image(2000 + i));
+  CalibrateOptions c;
+  c.model = path("model.pt");
+  c.normal = path("latent-normal");
+  c.fpr = 0.1;
+  c.score = "coarse-latent";
+  c.output = path("latent.pt");
+  const CalibrateResult result = calibrate(c, Logger(LogLevel::kQuiet));
+  const LatentGaussian& g = result.calibration.latent;
+  ASSERT_TRUE(g.present);
+  EXPECT_EQ(g.dims, 128);
+  EXPECT_EQ(g.count, 140);
+  EXPECT_EQ(result.flagged, 14);  // floor(0.1 x 140): the threshold is on the coarse-latent scores
+  // The file holds the same Gaussian, number for number.
+  const AnomalyModel model = AnomalyModel::load(path("latent.pt"));
+  ASSERT_TRUE(model.calibration().latent.present);
+  EXPECT_EQ(model.calibration().score, ScoreKind::kCoarseLatent);
+  EXPECT_EQ(model.calibration().latent.mean, g.mean);
+  EXPECT_EQ(model.calibration().latent.precision, g.precision);
+  EXPECT_EQ(model.calibration().latent.log_distance_std, g.log_distance_std);
+  // An image's latent score is its code's distance; coarse-latent blends it with mse-coarse.
+  const torch::Tensor image = normal_image(3000);
+  const ImageScores s = model.score(image, false);
+  const torch::Tensor code = model.encode(model.prepare(image).unsqueeze(0)).reshape({-1}).contiguous();
+  const double d = g.distance(code.data_ptr<float>(), code.numel());
+  EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kLatent)], d, 1e-9 * d);
+  EXPECT_NEAR(s.score[static_cast<int>(ScoreKind::kCoarseLatent)],
+              g.blend(s.score[static_cast<int>(ScoreKind::kMseCoarse)], d), 1e-9);
+  // The normal images' own scores: 14 above the threshold, as calibrate counted.
+  ScoreOptions so;
+  so.inputs = {path("latent-normal")};
+  so.model = path("latent.pt");
+  const ScoreReport report = score_files(so, Logger(LogLevel::kQuiet));
+  EXPECT_EQ(report.kind, ScoreKind::kCoarseLatent);
+  EXPECT_EQ(report.anomalies, 14);
+  // A code far from the normal ones: a blank image is farther than any normal image.
+  const double blank = model.score(torch::full({1, kSize, kSize}, 0.95), false).score[static_cast<int>(ScoreKind::kLatent)];
+  EXPECT_GT(blank, std::exp(g.log_distance_mean + 3 * g.log_distance_std));
+  // Without the Gaussian the latent kinds are refused by score and calibrate, and NaN in eval.
+  so.model = path("model.pt");
+  so.score = "latent";
+  EXPECT_THROW(score_files(so, Logger(LogLevel::kQuiet)), UsageError);
+  EXPECT_TRUE(std::isnan(AnomalyModel::load(path("model.pt")).score(image, false).score[static_cast<int>(ScoreKind::kLatent)]));
+  fs::create_directories(path("latent-few"));
+  for (int i = 0; i < 20; ++i) save_png(path("latent-few/f" + std::to_string(i) + ".png"), normal_image(4000 + i));
+  c.normal = path("latent-few");
+  c.output = path("latent-few.pt");
+  try {
+    calibrate(c, Logger(LogLevel::kQuiet));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("latent-few"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("more images than numbers"), std::string::npos) << e.what();
+  }
+  // Recalibrating with another score on few images drops the old Gaussian instead of failing.
+  c.model = path("latent.pt");
+  c.score = "mse";
+  c.output = path("latent-dropped.pt");
+  EXPECT_FALSE(calibrate(c, Logger(LogLevel::kQuiet)).calibration.latent.present);
+  EXPECT_FALSE(AnomalyModel::load(path("latent-dropped.pt")).calibration().latent.present);
+}
+
 TEST_F(AnomalyTest, DecodeOfEncodeIsTheReconstruction) {
   const AnomalyModel model = AnomalyModel::load(path("model.pt"));
   const torch::Tensor x = torch::stack({normal_image(7), normal_image(8)});
@@ -348,6 +451,11 @@ TEST_F(AnomalyTest, EvalComputesAurocAndPixelFiguresAgainstMasks) {
   EXPECT_NE(anomaly_eval_table(r).find("| mse-coarse-max | "), std::string::npos) << anomaly_eval_table(r);
   EXPECT_NE(anomaly_eval_json(r).find("\"mse-coarse\": "), std::string::npos) << anomaly_eval_json(r);
   EXPECT_GT(r.auroc[static_cast<int>(ScoreKind::kMseCoarse)], 0.5);
+  // An uncalibrated model has no latent Gaussian: those kinds are reported as absent, not as 0.5.
+  EXPECT_TRUE(std::isnan(r.auroc[static_cast<int>(ScoreKind::kLatent)]));
+  EXPECT_TRUE(std::isnan(r.categories[0].auroc[static_cast<int>(ScoreKind::kCoarseLatent)]));
+  EXPECT_NE(anomaly_eval_table(r).find("| latent | - |"), std::string::npos) << anomaly_eval_table(r);
+  EXPECT_NE(anomaly_eval_json(r).find("\"latent\": null"), std::string::npos) << anomaly_eval_json(r);
 }
 
 TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {

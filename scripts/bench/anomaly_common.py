@@ -118,3 +118,20 @@ def pca_fit(x, k):
 def pca_reconstruct(x, mean, comps):
     z = (x - mean) @ comps.T
     return z @ comps + mean
+
+
+def latent_blend(train_codes, train_coarse, codes, coarse, ridge=1e-3):
+    """The latent and coarse-latent scores as `calibrate` fits them (src/anomaly/latent_gaussian.h):
+    the squared Mahalanobis distance of each code from the training codes' Gaussian (covariance
+    shrunk by ridge x its mean variance), and its log plus the coarse score's log, each
+    standardised by its mean and spread on the training images. Returns (distance, blend)."""
+    mu = train_codes.mean(0)
+    cov = np.cov(train_codes.T)
+    cov = cov + ridge * np.trace(cov) / len(cov) * np.eye(len(cov))
+    prec = np.linalg.inv(cov)
+    dist = lambda z: np.maximum(np.einsum("ij,jk,ik->i", z - mu, prec, z - mu), 0)
+    lt_c, lt_d = np.log(np.maximum(train_coarse, 1e-30)), np.log(np.maximum(dist(train_codes), 1e-30))
+    d = dist(codes)
+    blend = ((np.log(np.maximum(coarse, 1e-30)) - lt_c.mean()) / max(lt_c.std(), 1e-12) +
+             (np.log(np.maximum(d, 1e-30)) - lt_d.mean()) / max(lt_d.std(), 1e-12))
+    return d, blend

@@ -96,13 +96,14 @@ ScoreKind kind_for(const std::string& asked, const AnomalyModel& model) {
 // `each` receives the image, its scores (maps when asked) and its tensor.
 template <typename Each>
 void score_each(const AnomalyModel& model, const std::vector<InputImage>& images, bool maps, int64_t max_pixels,
-                const std::string& label, bool tty, const Logger& log, std::vector<std::string>* failures, Each each) {
+                const std::string& label, bool tty, const Logger& log, std::vector<std::string>* failures, Each each,
+                bool codes = false) {
   ProgressBar bar = make_bar(images.size(), label, tty, log);
   int64_t n = 0;
   for (const InputImage& image : images) {
     try {
       const ImageData data = load_image(image.path, max_pixels);
-      each(image, model.score(data.pixels, maps), data.pixels);
+      each(image, model.score(data.pixels, maps, codes), data.pixels);
     } catch (const std::exception& e) {
       failures->push_back(failure_text(image.path, e));
       log.warn(failures->back());
@@ -135,6 +136,9 @@ ScoreReport score_files(const ScoreOptions& o, const Logger& log) {
   const AnomalyModel model = AnomalyModel::load(o.model);
   ScoreReport report;
   report.kind = kind_for(o.score, model);
+  if (uses_latent(report.kind) && !model.calibration().latent.present)
+    throw UsageError("--score " + std::string(name_of(report.kind)) + " needs the normal codes' statistics, which " + o.model +
+                     " lacks: calibrate it first (bottleneck calibrate --normal DIR)");
   report.calibrated = model.calibration().present && model.calibration().score == report.kind;
   report.threshold = report.calibrated ? model.calibration().threshold : kNaN;
   if (model.calibration().present && !report.calibrated)
@@ -167,7 +171,9 @@ ScoreReport score_files(const ScoreOptions& o, const Logger& log) {
     row.file = image.path;
     row.score = s.score[static_cast<int>(report.kind)];
     if (report.calibrated) {
-      row.is_anomaly = row.score > report.threshold ? 1 : 0;
+      // As calibrate and eval compare: in float, the precision the threshold was chosen in, so a
+      // normal image at the threshold is not flagged by rounding.
+      row.is_anomaly = static_cast<float>(row.score) > report.threshold ? 1 : 0;
       report.anomalies += row.is_anomaly;
     }
     if (!o.output.empty()) {
@@ -204,23 +210,45 @@ CalibrateResult calibrate(const CalibrateOptions& o, const Logger& log) {
   if (o.model.empty()) throw UsageError("--model is required");
   if (o.normal.empty()) throw UsageError("--normal DIR is required (images without anomalies)");
   if (!(o.fpr >= 0 && o.fpr < 1)) throw UsageError("--fpr must be >= 0 and below 1");
-  const AnomalyModel model = AnomalyModel::load(o.model);
+  AnomalyModel model = AnomalyModel::load(o.model);
   if (!model.is_export() && o.output.empty())
     throw UsageError(o.model, "is a training checkpoint, which holds no calibration: give --output FILE.pt for the "
                               "calibrated export (or export it first: bottleneck export)");
   const std::string target = o.output.empty() ? o.model : o.output;
   CalibrateResult result;
   const ScoreKind kind = kind_for(o.score, model);
+  // A calibration replaces the old one whole: its latent Gaussian must not score these images.
+  model.clear_calibration();
   std::vector<InputImage> images = list_inputs({o.normal}, &result.failures, log);
   if (target != o.model) refuse_output_over_input(target, {o.model}, "calibrated model");
-  std::vector<float> scores, map_maxima;
+  std::vector<float> scores, map_maxima, codes;
+  std::vector<double> coarse;
+  int64_t dims = -1;
+  bool one_length = true;
   score_each(model, images, false, o.max_pixels, "calibrate", o.progress_tty, log, &result.failures,
              [&](const InputImage&, const ImageScores& s, const torch::Tensor&) {
     scores.push_back(static_cast<float>(s.score[static_cast<int>(kind)]));
     map_maxima.push_back(static_cast<float>(s.score[static_cast<int>(uses_ssim_map(kind) ? ScoreKind::kSsimMax : ScoreKind::kMseMax)]));
-  });
+    coarse.push_back(s.score[static_cast<int>(ScoreKind::kMseCoarse)]);
+    if (dims < 0) dims = static_cast<int64_t>(s.code.size());
+    one_length = one_length && static_cast<int64_t>(s.code.size()) == dims;
+    if (one_length && dims <= kMaxLatentDims) codes.insert(codes.end(), s.code.begin(), s.code.end());
+  }, /*codes=*/true);
   if (scores.empty()) throw Error(ErrorKind::kInvalidData, o.normal, "no readable normal images to calibrate on");
   Calibration& c = result.calibration;
+  std::string why;
+  c.latent = one_length ? fit_latent_gaussian(codes, dims, coarse, &why) : LatentGaussian{};
+  if (!one_length) why = "the images' codes differ in length (images of different sizes, a model without --resize)";
+  if (!c.latent.present) {
+    if (uses_latent(kind)) throw Error(ErrorKind::kInvalidData, o.normal, "--score " + std::string(name_of(kind)) + ": " + why);
+    log.info("no latent scores: ", why);
+  } else if (uses_latent(kind)) {
+    // The latent kinds of these images, from the Gaussian just fitted on them.
+    for (size_t i = 0; i < scores.size(); ++i) {
+      const double d = c.latent.distance(codes.data() + i * static_cast<size_t>(dims), dims);
+      scores[i] = static_cast<float>(kind == ScoreKind::kLatent ? d : c.latent.blend(coarse[i], d));
+    }
+  }
   c.present = true;
   c.score = kind;
   c.fpr = o.fpr;
@@ -309,6 +337,8 @@ AnomalyEvalResult evaluate_anomaly(const AnomalyEvalOptions& o, const Logger& lo
   r.masks = !o.masks.empty();
   const auto start = std::chrono::steady_clock::now();
   std::vector<float> normal[kScoreKinds], anomalous[kScoreKinds];
+  // The latent kinds need the calibration's Gaussian; without it they are NaN (absent).
+  const auto available = [&](int k) { return !uses_latent(static_cast<ScoreKind>(k)) || model.calibration().latent.present; };
   PixelScores pixels_mse, pixels_ssim;
   const std::vector<InputImage> normal_images = list_inputs(o.normal, &r.failures, log);
   score_each(model, normal_images, r.masks, o.max_pixels, "normal", o.progress_tty, log, &r.failures,
@@ -342,7 +372,7 @@ AnomalyEvalResult evaluate_anomaly(const AnomalyEvalOptions& o, const Logger& lo
     });
     category.count = static_cast<int64_t>(scores[0].size());
     for (int k = 0; k < kScoreKinds; ++k) {
-      category.auroc[k] = auroc(scores[k], normal[k]);
+      category.auroc[k] = available(k) ? auroc(scores[k], normal[k]) : kNaN;
       anomalous[k].insert(anomalous[k].end(), scores[k].begin(), scores[k].end());
     }
     r.categories.push_back(category);
@@ -351,7 +381,7 @@ AnomalyEvalResult evaluate_anomaly(const AnomalyEvalOptions& o, const Logger& lo
   r.anomalous_count = static_cast<int64_t>(anomalous[0].size());
   if (r.normal_count == 0 || r.anomalous_count == 0)
     throw Error(ErrorKind::kInvalidData, r.normal_count == 0 ? o.normal[0] : o.anomalous[0], "no readable images to evaluate");
-  for (int k = 0; k < kScoreKinds; ++k) r.auroc[k] = auroc(anomalous[k], normal[k]);
+  for (int k = 0; k < kScoreKinds; ++k) r.auroc[k] = available(k) ? auroc(anomalous[k], normal[k]) : kNaN;
   if (r.masks) {
     r.regions = static_cast<int64_t>(pixels_mse.regions.size());
     r.pixel_auroc_mse = pixel_auroc(pixels_mse);
@@ -395,6 +425,8 @@ std::string anomaly_eval_table(const AnomalyEvalResult& r) {
       << "| SSIM | " << table_cell(r.pixel_auroc_ssim, 4) << " | " << table_cell(r.pro_ssim, 4) << " |\n"
       << "(" << r.regions << " defect regions)\n";
   }
+  if (!std::isfinite(r.auroc[static_cast<int>(ScoreKind::kLatent)]))
+    s << "\n(latent, coarse-latent: the model has no latent Gaussian; calibrate it on normal images first)\n";
   if (r.calibrated)
     s << "\ncalibrated threshold (" << name_of(r.calibrated_score) << " > " << significant(r.threshold, 6)
       << "): TPR " << fixed(r.tpr, 4) << ", FPR " << fixed(r.fpr, 4) << "\n";

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
@@ -18,7 +21,45 @@ namespace {
 namespace F = torch::nn::functional;
 using Json = nlohmann::ordered_json;
 
-constexpr const char* kScoreNames[kScoreKinds] = {"mse", "mse-max", "ssim", "ssim-max", "mse-coarse", "mse-coarse-max"};
+constexpr const char* kScoreNames[kScoreKinds] = {"mse",        "mse-max",        "ssim",   "ssim-max",
+                                                  "mse-coarse", "mse-coarse-max", "latent", "coarse-latent"};
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+LatentGaussian parse_latent(const Json& j) {
+  LatentGaussian g;
+  g.present = true;
+  g.dims = j.at("dims").get<int64_t>();
+  g.count = j.at("count").get<int64_t>();
+  g.ridge = j.at("ridge").get<double>();
+  g.mean = j.at("mean").get<std::vector<double>>();
+  g.precision = j.at("precision").get<std::vector<double>>();
+  g.log_coarse_mean = j.at("log_coarse").at("mean").get<double>();
+  g.log_coarse_std = j.at("log_coarse").at("std").get<double>();
+  g.log_distance_mean = j.at("log_distance").at("mean").get<double>();
+  g.log_distance_std = j.at("log_distance").at("std").get<double>();
+  if (g.dims <= 0 || g.dims > kMaxLatentDims || static_cast<int64_t>(g.mean.size()) != g.dims ||
+      static_cast<int64_t>(g.precision.size()) != g.dims * g.dims)
+    throw std::runtime_error("latent Gaussian of " + std::to_string(g.dims) + " numbers holds " +
+                             std::to_string(g.mean.size()) + " means and " + std::to_string(g.precision.size()) + " precisions");
+  bool finite = std::isfinite(g.log_coarse_mean) && std::isfinite(g.log_distance_mean) && g.log_coarse_std > 0 &&
+                g.log_distance_std > 0;
+  for (double v : g.mean) finite = finite && std::isfinite(v);
+  for (double v : g.precision) finite = finite && std::isfinite(v);
+  if (!finite) throw std::runtime_error("latent Gaussian holds a value that is not finite");
+  return g;
+}
+
+Json latent_json(const LatentGaussian& g) {
+  Json j;
+  j["dims"] = g.dims;
+  j["count"] = g.count;
+  j["ridge"] = g.ridge;
+  j["log_coarse"] = {{"mean", g.log_coarse_mean}, {"std", g.log_coarse_std}};
+  j["log_distance"] = {{"mean", g.log_distance_mean}, {"std", g.log_distance_std}};
+  j["mean"] = g.mean;
+  j["precision"] = g.precision;
+  return j;
+}
 
 // A normalised 1-D Gaussian of `radius` taps each side, as a 1 x 1 x 1 x K kernel.
 torch::Tensor gaussian_row(double sigma, int radius) {
@@ -79,6 +120,7 @@ Calibration parse_calibration(const Json& a, const std::string& path) {
     c.normal.p50 = s.at("p50").get<double>();
     c.normal.p95 = s.at("p95").get<double>();
     c.normal.p99 = s.at("p99").get<double>();
+    if (a.contains("latent")) c.latent = parse_latent(a.at("latent"));
   } catch (const std::exception& e) {
     throw Error(ErrorKind::kCorrupt, path, "damaged anomaly calibration in the metadata: " + first_line(e.what()));
   }
@@ -103,6 +145,8 @@ std::string score_kind_names() {
 }
 
 bool uses_ssim_map(ScoreKind kind) { return kind == ScoreKind::kSsim || kind == ScoreKind::kSsimMax; }
+
+bool uses_latent(ScoreKind kind) { return kind == ScoreKind::kLatent || kind == ScoreKind::kCoarseLatent; }
 
 double coarse_sigma(int64_t side) { return kCoarseSigma * static_cast<double>(side) / kCoarseSigmaSide; }
 
@@ -155,6 +199,7 @@ std::string AnomalyModel::metadata_with(const Calibration& c) const {
   s["p99"] = c.normal.p99;
   a["normal"] = s;
   a["image_size"] = image_size_;
+  if (c.latent.present) a["latent"] = latent_json(c.latent);
   meta["anomaly"] = a;
   return meta.dump(2);
 }
@@ -220,6 +265,8 @@ ImageScores scores_of(const torch::Tensor& x, const torch::Tensor& y, bool maps)
   s.score[static_cast<int>(ScoreKind::kSsimMax)] = dssim.max().item<double>();
   s.score[static_cast<int>(ScoreKind::kMseCoarse)] = coarse.mean().item<double>();
   s.score[static_cast<int>(ScoreKind::kMseCoarseMax)] = coarse.max().item<double>();
+  s.score[static_cast<int>(ScoreKind::kLatent)] = kNaN;
+  s.score[static_cast<int>(ScoreKind::kCoarseLatent)] = kNaN;
   if (maps) {
     s.error_map = plane_mat(se_smooth[0][0]);
     s.ssim_map = plane_mat(dssim[0][0]);
@@ -227,9 +274,23 @@ ImageScores scores_of(const torch::Tensor& x, const torch::Tensor& y, bool maps)
   return s;
 }
 
-ImageScores AnomalyModel::score(const torch::Tensor& image, bool maps) const {
+ImageScores AnomalyModel::score(const torch::Tensor& image, bool maps, bool code) const {
   const torch::Tensor x = prepare(image).unsqueeze(0);
   ImageScores s = scores_of(x, reconstruct(x).clamp(0, 1), maps);
+  const LatentGaussian& g = calibration_.latent;
+  if (code || g.present) {
+    const torch::Tensor z = encode(x).reshape({-1}).to(torch::kFloat).contiguous();
+    s.code.assign(z.data_ptr<float>(), z.data_ptr<float>() + z.numel());
+  }
+  if (g.present) {
+    try {
+      const double d = g.distance(s.code.data(), static_cast<int64_t>(s.code.size()));
+      s.score[static_cast<int>(ScoreKind::kLatent)] = d;
+      s.score[static_cast<int>(ScoreKind::kCoarseLatent)] = g.blend(s.score[static_cast<int>(ScoreKind::kMseCoarse)], d);
+    } catch (const Error& e) {
+      throw Error(ErrorKind::kInvalidData, "", e.reason() + " (" + path() + " was calibrated on images of another size)");
+    }
+  }
   if (maps) {
     const int h = static_cast<int>(image.size(1)), w = static_cast<int>(image.size(2));
     for (cv::Mat* m : {&s.error_map, &s.ssim_map})

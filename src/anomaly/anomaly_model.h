@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <opencv2/core/mat.hpp>
 #include <torch/types.h>
 
 #include "anomaly/anomaly_metrics.h"
+#include "anomaly/latent_gaussian.h"
 #include "formats/model_file.h"
 
 namespace bottleneck {
@@ -29,15 +31,19 @@ enum class ScoreKind {
   kSsimMax,        // maximum of the smoothed dissimilarity map
   kMseCoarse,      // mean over pixels of the squared low-passed residual (coarse_residual)
   kMseCoarseMax,   // maximum of the squared low-passed residual
+  kLatent,         // squared Mahalanobis distance of the code from the normal codes (latent_gaussian.h)
+  kCoarseLatent,   // kMseCoarse and kLatent, each log-standardized on the normal images, summed
 };
-inline constexpr int kScoreKinds = 6;
-// "mse", "mse-max", "ssim", "ssim-max", "mse-coarse", "mse-coarse-max"
+inline constexpr int kScoreKinds = 8;
+// "mse", "mse-max", "ssim", "ssim-max", "mse-coarse", "mse-coarse-max", "latent", "coarse-latent"
 const char* name_of(ScoreKind kind);
 ScoreKind parse_score_kind(const std::string& text);  // UsageError listing the names
 std::string score_kind_names();  // every name, comma-separated, in ScoreKind order
 // The map a kind reduces: squared error (kMse, kMseMax; the coarse kinds draw it too) or
 // dissimilarity (kSsim, kSsimMax).
 bool uses_ssim_map(ScoreKind kind);
+// The kinds that need the latent Gaussian `calibrate` fits (NaN for a model without one).
+bool uses_latent(ScoreKind kind);
 
 // The default before calibration chooses one (measured: README "Anomaly detection"): on the
 // Fashion-MNIST one-class protocol mse-coarse had the best mean AUROC of the six (0.896 against
@@ -75,6 +81,7 @@ struct Calibration {
   double map_scale = 0;    // map value drawn at the top of the heat maps' colour scale: the
                            // 99th percentile of the normal images' map maxima
   std::string normal_dir;  // the folder the normal images came from
+  LatentGaussian latent;   // the normal images' codes (when they could be fitted)
 };
 
 // Everything one image gives: its scores and, when asked, the two maps at the image's size.
@@ -82,6 +89,7 @@ struct ImageScores {
   double score[kScoreKinds] = {};  // by ScoreKind
   cv::Mat error_map;   // CV_32F, H x W: smoothed squared error (mean over channels)
   cv::Mat ssim_map;    // CV_32F, H x W: smoothed (1 - SSIM) / 2
+  std::vector<float> code;  // the flattened code, when asked for
   const cv::Mat& map(ScoreKind kind) const { return uses_ssim_map(kind) ? ssim_map : error_map; }
 };
 
@@ -92,7 +100,8 @@ struct ImageScores {
 // score below the same stain inside) and still cancels one that alternates in sign.
 torch::Tensor coarse_residual(const torch::Tensor& x, const torch::Tensor& y, double sigma);
 // Every score of prepared images against their reconstructions (both 1 x C x h x w in [0, 1]),
-// the coarse kinds at coarse_sigma(min(h, w)); with `maps`, the maps at h x w.
+// the coarse kinds at coarse_sigma(min(h, w)); with `maps`, the maps at h x w. The latent kinds
+// are NaN here (they need the model's code: AnomalyModel::score).
 ImageScores scores_of(const torch::Tensor& x, const torch::Tensor& y, bool maps);
 
 // An image (C x H x W float in [0,1], C of 1 or 3) as a reconstruction model sees it, in
@@ -116,6 +125,7 @@ class AnomalyModel {
   // Whether images are standardized before the network (train --standardize).
   bool standardize() const { return standardize_; }
   const Calibration& calibration() const { return calibration_; }
+  void clear_calibration() { calibration_ = Calibration(); }
   // The export's metadata with `calibration` in place of the one it has (for calibrate).
   std::string metadata_with(const Calibration& calibration) const;
   bool is_export() const { return !network_.metadata_json.empty(); }
@@ -131,8 +141,10 @@ class AnomalyModel {
   // The code's shape (channels, rows, columns) for an h x w input.
   std::vector<int64_t> code_shape(int64_t height, int64_t width) const;
 
-  // Scores of one image (C x H x W in [0,1]); with `maps`, the maps resized to its H x W.
-  ImageScores score(const torch::Tensor& image, bool maps) const;
+  // Scores of one image (C x H x W in [0,1]); with `maps`, the maps resized to its H x W; with
+  // `code`, its flattened code. The latent kinds are NaN unless the calibration has a latent
+  // Gaussian.
+  ImageScores score(const torch::Tensor& image, bool maps, bool code = false) const;
 
  private:
   LoadedNetwork network_;

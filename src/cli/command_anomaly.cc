@@ -71,6 +71,8 @@ int run_calibrate(const cxxopts::ParseResult& r, const Context& ctx) {
   ctx.log.info("wrote ", result.written, ": ", name_of(c.score), " threshold ", significant(c.threshold, 6), " (", result.flagged,
                " of ", c.normal.count, " normal images above it; asked FPR ", c.fpr, "), normal scores mean ",
                significant(c.normal.mean, 4), " std ", significant(c.normal.std, 4), " max ", significant(c.normal.max, 4));
+  if (c.latent.present)
+    ctx.log.info("latent scores: a Gaussian of the ", c.latent.dims, "-number codes of ", c.latent.count, " normal images");
   return finish(result.failures, "calibrated on", c.normal.count, ctx);
 }
 
