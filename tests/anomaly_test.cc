@@ -465,6 +465,11 @@ TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {
   const std::string dir = path("cli-normal");
   test::CommandResult r = test::run_cli("--threads 1 calibrate --model " + path("cli.pt") + " --normal " + dir + " --fpr 0.2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  // 10 images for a 128-number code: no latent Gaussian, said, and its scores refused by score.
+  EXPECT_NE(r.output.find("no latent scores: 10 normal images for a code of 128 numbers"), std::string::npos) << r.output;
+  test::CommandResult latent = test::run_cli("--threads 1 score --model " + path("cli.pt") + " " + dir + " --score latent");
+  EXPECT_EQ(latent.exit_code, 2) << latent.output;
+  EXPECT_NE(latent.output.find("calibrate it first"), std::string::npos) << latent.output;
   r = test::run_cli("--threads 1 --quiet score --model " + path("cli.pt") + " " + dir);
   EXPECT_EQ(r.exit_code, 0) << r.output;  // anomalies are findings, not failures
   EXPECT_NE(r.output.find("file,score,is_anomaly\n"), std::string::npos) << r.output;
