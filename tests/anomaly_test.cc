@@ -467,6 +467,10 @@ TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // 10 images for a 128-number code: no latent Gaussian, said, and its scores refused by score.
   EXPECT_NE(r.output.find("no latent scores: 10 normal images for a code of 128 numbers"), std::string::npos) << r.output;
+  const test::CommandResult info = test::run_cli("info " + path("cli.pt"));
+  EXPECT_NE(info.output.find("anomaly score:    mse-coarse > "), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("(FPR 0.2 asked on 10 normal images of " + dir + ")"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("latent Gaussian:  (none"), std::string::npos) << info.output;
   test::CommandResult latent = test::run_cli("--threads 1 score --model " + path("cli.pt") + " " + dir + " --score latent");
   EXPECT_EQ(latent.exit_code, 2) << latent.output;
   EXPECT_NE(latent.output.find("calibrate it first"), std::string::npos) << latent.output;

@@ -2,6 +2,7 @@
 #include <iomanip>
 #include <iostream>
 
+#include "anomaly/anomaly_model.h"
 #include "cli/command.h"
 #include "codec/codec_file.h"
 #include "codec/codec_trainer.h"
@@ -11,6 +12,7 @@
 #include "formats/exporter.h"
 #include "formats/model_file.h"
 #include "nets/models.h"
+#include "util/text_format.h"
 
 namespace bottleneck::cli {
 
@@ -73,6 +75,26 @@ int print_codec_checkpoint(const std::string& path) {
   return 0;
 }
 
+// A reconstruction model's calibration (`calibrate`), as score and eval will apply it.
+void print_calibration(const std::string& path) {
+  const AnomalyModel model = AnomalyModel::load(path);
+  const Calibration& c = model.calibration();
+  std::cout << "anomaly score:    ";
+  if (!c.present) {
+    std::cout << "(not calibrated: bottleneck calibrate --model " << path << " --normal DIR)\n";
+    return;
+  }
+  std::cout << name_of(c.score) << " > " << significant(c.threshold, 6) << " is an anomaly (FPR " << significant(c.fpr, 3) << " asked on "
+            << c.normal.count << " normal images of " << c.normal_dir << ")\n"
+            << "normal scores:    mean " << significant(c.normal.mean, 4) << ", std " << significant(c.normal.std, 4)
+            << ", median " << significant(c.normal.p50, 4) << ", p99 " << significant(c.normal.p99, 4) << "\n"
+            << "latent Gaussian:  ";
+  if (c.latent.present)
+    std::cout << c.latent.dims << " numbers, from " << c.latent.count << " normal images (scores latent, coarse-latent)\n";
+  else
+    std::cout << "(none: the latent scores are unavailable)\n";
+}
+
 }  // namespace
 
 Command info_command() {
@@ -116,6 +138,7 @@ Command info_command() {
     } else {
       std::cout << "(not validated)\n";
     }
+    if (info.arch.head != Head::kResidual) print_calibration(path);
     return 0;
   };
   return c;
