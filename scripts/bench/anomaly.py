@@ -4,7 +4,7 @@ in the same run.
 
     /usr/bin/python3 scripts/bench/anomaly.py [--cli build/bottleneck] [--parts fashion,tile]
         [--threads 1] [--work /tmp/bn-anomaly-bench] [--figures docs/images] [--classes 0,1,...]
-        [--fm-iters 2000] [--fm-noise none] [--fm-loss mse] [--tile-iters 6000] [--tile-data ../shared/data/anomaly/magnetic-tile]
+        [--fm-iters 2000] [--fm-noise none] [--fm-loss mse] [--tile-iters 12000] [--tile-data ../shared/data/anomaly/magnetic-tile]
 
 fashion  Fashion-MNIST one-class protocol: for each class c, `train --task reconstruct` on the
          6000 training images of class c, `eval --task anomaly` on all 10 000 test images
@@ -235,7 +235,7 @@ def main():
     p.add_argument("--figures", default="")
     p.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     p.add_argument("--fm-iters", type=int, default=2000)
-    p.add_argument("--tile-iters", type=int, default=6000)
+    p.add_argument("--tile-iters", type=int, default=12000)
     p.add_argument("--tile-data", default=os.path.join(ROOT, "..", "shared", "data", "anomaly", "magnetic-tile"))
     # Measured (README "Anomaly detection"): on Fashion-MNIST a sigmoid head trained some classes
     # badly (class 7 stayed near the mean image) and linear raised the mean AUROC; on the tiles the
