@@ -161,6 +161,11 @@ class AnomalyTest : public ::testing::Test {
     dir_ = nullptr;
   }
   static std::string path(const std::string& name) { return *dir_ / name; }
+  // `count` normal images FOLDER/PREFIX0.png ... from seeds first, first + 1, ...
+  static void save_normal_images(const std::string& folder, const std::string& prefix, int count, uint64_t first) {
+    fs::create_directories(path(folder));
+    for (int i = 0; i < count; ++i) save_png(path(folder + "/" + prefix + std::to_string(i) + ".png"), normal_image(first + i));
+  }
   static test::TempDir* dir_;
 };
 test::TempDir* AnomalyTest::dir_ = nullptr;
@@ -188,8 +193,7 @@ TEST_F(AnomalyTest, PaintedDefectScoresAboveTheCleanImageAndTheMapFindsIt) {
 }
 
 TEST_F(AnomalyTest, CalibratedThresholdHoldsItsFprAndScoreAppliesIt) {
-  fs::create_directories(path("normal"));
-  for (int i = 0; i < 50; ++i) save_png(path("normal/v" + std::to_string(i) + ".png"), normal_image(500 + i));
+  save_normal_images("normal", "v", 50, 500);
   fs::copy_file(path("model.pt"), path("calibrated.pt"));
   CalibrateOptions c;
   c.model = path("calibrated.pt");
@@ -228,8 +232,7 @@ TEST_F(AnomalyTest, CalibratedThresholdHoldsItsFprAndScoreAppliesIt) {
 }
 
 TEST_F(AnomalyTest, CalibratedCoarseScoreIsStoredByNameAndUsedByScore) {
-  fs::create_directories(path("coarse-normal"));
-  for (int i = 0; i < 10; ++i) save_png(path("coarse-normal/k" + std::to_string(i) + ".png"), normal_image(600 + i));
+  save_normal_images("coarse-normal", "k", 10, 600);
   CalibrateOptions c;
   c.model = path("model.pt");
   c.normal = path("coarse-normal");
@@ -293,8 +296,7 @@ TEST(LatentGaussian, FitsMeanAndShrunkPrecisionAsComputedByHand) {
 
 TEST_F(AnomalyTest, CalibrateFitsTheNormalCodesAndTheLatentScoresUseThem) {
   // The tiny model's code is 2 x 8 x 8 = 128 numbers: 140 normal images fit it.
-  fs::create_directories(path("latent-normal"));
-  for (int i = 0; i < 140; ++i) save_png(path("latent-normal/l" + std::to_string(i) + ".png"), normal_image(2000 + i));
+  save_normal_images("latent-normal", "l", 140, 2000);
   CalibrateOptions c;
   c.model = path("model.pt");
   c.normal = path("latent-normal");
@@ -337,8 +339,7 @@ TEST_F(AnomalyTest, CalibrateFitsTheNormalCodesAndTheLatentScoresUseThem) {
   so.score = "latent";
   EXPECT_THROW(score_files(so, Logger(LogLevel::kQuiet)), UsageError);
   EXPECT_TRUE(std::isnan(AnomalyModel::load(path("model.pt")).score(image, false).score[static_cast<int>(ScoreKind::kLatent)]));
-  fs::create_directories(path("latent-few"));
-  for (int i = 0; i < 20; ++i) save_png(path("latent-few/f" + std::to_string(i) + ".png"), normal_image(4000 + i));
+  save_normal_images("latent-few", "f", 20, 4000);
   c.normal = path("latent-few");
   c.output = path("latent-few.pt");
   try {
@@ -393,8 +394,7 @@ TEST_F(AnomalyTest, DecodeOfEncodeIsTheReconstruction) {
 }
 
 TEST_F(AnomalyTest, OneBadFileFailsByNameAndTheJobGoesOn) {
-  fs::create_directories(path("mixed"));
-  for (int i = 0; i < 3; ++i) save_png(path("mixed/ok" + std::to_string(i) + ".png"), normal_image(900 + i));
+  save_normal_images("mixed", "ok", 3, 900);
   std::ofstream(path("mixed/broken.png")) << "not a png";
   ScoreOptions s;
   s.inputs = {path("mixed"), path("missing.png")};
@@ -459,8 +459,7 @@ TEST_F(AnomalyTest, EvalComputesAurocAndPixelFiguresAgainstMasks) {
 }
 
 TEST_F(AnomalyTest, CliScoreExitsZeroWithAnomaliesAndNamesWhatIsWrong) {
-  fs::create_directories(path("cli-normal"));
-  for (int i = 0; i < 10; ++i) save_png(path("cli-normal/c" + std::to_string(i) + ".png"), normal_image(300 + i));
+  save_normal_images("cli-normal", "c", 10, 300);
   fs::copy_file(path("model.pt"), path("cli.pt"));
   const std::string dir = path("cli-normal");
   test::CommandResult r = test::run_cli("--threads 1 calibrate --model " + path("cli.pt") + " --normal " + dir + " --fpr 0.2");
